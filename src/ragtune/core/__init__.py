@@ -1,0 +1,1 @@
+"""Pure logic: no I/O library is imported anywhere below this package."""

@@ -1,0 +1,95 @@
+"""`sync --follow`: keep every source in step until asked to stop.
+
+PostgreSQL changelog sources LISTEN to their trigger's NOTIFY and sync at once; every
+source is also polled every `sync.poll_interval_s` (the only wake-up on SQLite and
+MySQL, and a safety net should a notification be missed). A stop request lets the
+current batch finish; since capture positions advance only after durable index writes,
+stopping at any point loses nothing. Transient source errors are logged and retried with
+backoff instead of ending the follower.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from ragtune.adapters.changelog import NotifyListener
+from ragtune.adapters.state import RunCounts
+from ragtune.errors import BusyError
+from ragtune.sync import SourceSync
+
+log = logging.getLogger(__name__)
+WAIT_SLICE_S = 0.2
+MAX_BACKOFF_S = 30.0
+
+PassHook = Callable[[str, RunCounts], None]
+
+
+def follow(
+    syncs: Sequence[SourceSync],
+    poll_interval_s: float,
+    stop: threading.Event,
+    on_pass: PassHook | None = None,
+    full: bool = False,
+) -> None:
+    listener = NotifyListener()
+    by_channel: dict[str, str] = {}
+    for one in syncs:
+        if one.changelog is not None and one.source.dialect == "postgresql":
+            try:
+                listener.add(one.changelog)
+                by_channel[one.changelog.channel] = one.name
+            except Exception as exc:
+                log.warning("source %s: LISTEN failed (%s); polling instead", one.name, exc)
+    due = {one.name: 0.0 for one in syncs}
+    failures = dict.fromkeys(due, 0)
+    first_pass = dict.fromkeys(due, True)
+    try:
+        while not stop.is_set():
+            for one in syncs:
+                if stop.is_set() or time.monotonic() < due[one.name]:
+                    continue
+                delay = poll_interval_s
+                try:
+                    counts = one.run(full=full and first_pass[one.name], stop=stop)
+                    first_pass[one.name] = False
+                    failures[one.name] = 0
+                    if on_pass is not None:
+                        on_pass(one.name, counts)
+                except BusyError:
+                    pass  # another process syncs this source right now
+                except Exception as exc:
+                    failures[one.name] += 1
+                    delay = min(MAX_BACKOFF_S, poll_interval_s * 2 ** failures[one.name])
+                    log.error(
+                        "source %s: sync failed (%s); retrying in %.0fs", one.name, exc, delay
+                    )
+                due[one.name] = time.monotonic() + delay
+            _wait(listener, by_channel, due, stop)
+    finally:
+        listener.close()
+
+
+def _wait(
+    listener: NotifyListener,
+    by_channel: dict[str, str],
+    due: dict[str, float],
+    stop: threading.Event,
+) -> None:
+    """Sleep until a source is due, a NOTIFY arrives, or a stop is requested."""
+    while not stop.is_set():
+        remaining = min(due.values()) - time.monotonic()
+        if remaining <= 0:
+            return
+        slice_s = min(remaining, WAIT_SLICE_S)
+        if listener:
+            fired = listener.wait(slice_s)
+            if fired:
+                for channel in fired:
+                    if channel in by_channel:
+                        due[by_channel[channel]] = 0.0
+                return
+        else:
+            stop.wait(slice_s)

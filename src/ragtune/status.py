@@ -1,0 +1,70 @@
+"""`ragtune status`: freshness per source, index size and version, the last runs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ragtune.adapters.changelog import Changelog
+from ragtune.adapters.sources import SqlSource
+from ragtune.config import Params
+from ragtune.core.freshness import lag_summary
+from ragtune.errors import RagtuneError
+from ragtune.workspace import open_index, open_state
+
+
+def collect_status(params: Params) -> dict[str, Any]:
+    state = open_state(params)
+    index = open_index(params)
+    try:
+        sources: dict[str, Any] = {}
+        for name, config in params.sources.items():
+            stats = index.stats(name)
+            saved = state.load(name)
+            entry: dict[str, Any] = {
+                "capture": config.capture,
+                "documents": stats.documents,
+                "chunks": stats.chunks,
+                **lag_summary(stats.lags_s),
+                "as_of": _iso(saved.as_of),
+                "pending": None,
+                "error": None,
+            }
+            entry.update(_pending(name, config))
+            sources[name] = entry
+        location = str(params.index.path) if params.index.backend == "lancedb" else params.index.url
+        return {
+            "sources": sources,
+            "index": {
+                "backend": params.index.backend,
+                "version": index.version(),
+                "location": location,
+            },
+            "workspace": str(params.workspace.path),
+            "last_runs": state.last_runs(),
+        }
+    finally:
+        index.close()
+
+
+def _pending(name: str, config: Any) -> dict[str, Any]:
+    """Queued changes not yet in the index (changelog capture), or why it is unknown."""
+    try:
+        source = SqlSource.open(name, config)
+    except RagtuneError as exc:
+        return {"error": str(exc)}
+    try:
+        if config.capture != "changelog":
+            return {}
+        changelog = Changelog(source)
+        if not changelog.is_installed():
+            return {"error": f"changelog not installed; run `ragtune source install {name}`"}
+        return {"pending": changelog.count()}
+    finally:
+        source.close()
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return dt.datetime.fromtimestamp(timestamp, dt.UTC).isoformat(timespec="milliseconds")

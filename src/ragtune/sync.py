@@ -1,0 +1,433 @@
+"""One source's sync, as named steps: capture -> load -> plan -> chunk -> embed -> write -> advance.
+
+`SourceSync.run()` chains the steps for the CLI; the Prefect `refresh_index` flow wires
+the same steps as tasks. The contract (DESIGN.md, "The sync contract"):
+
+- capture names keys; each key is re-read from its table, which holds the truth;
+- a document whose content hash is already indexed is neither embedded nor written;
+- new chunks are written before surplus old chunks are removed;
+- a position (changelog rows, cursor watermark) advances only after the index write is
+  durable, and changelog rows are consumed exactly, never "all up to a number";
+- a key is processed by one consumer at a time (a lock per source and partition).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from ragtune.adapters.changelog import Changelog, installed_or_fail
+from ragtune.adapters.embeddings import Embedder
+from ragtune.adapters.index.base import ChunkRecord, VectorIndex
+from ragtune.adapters.sources import SqlSource
+from ragtune.adapters.state import RunCounts, StateStore
+from ragtune.config import Params, SourceConfig
+from ragtune.core.chunking import chunk_document, fingerprint
+from ragtune.core.documents import Document, RowSpec, as_utc, document_from_row, metadata_tags
+from ragtune.core.ids import chunk_id, partition_of
+from ragtune.core.sync_plan import SyncPlan, plan_sync, surplus_chunks
+from ragtune.errors import BusyError, ConfigError
+
+ProgressHook = Callable[[str, int, int | None], None]  # (source, docs done, total or None)
+
+
+@dataclass
+class Batch:
+    """Keys to bring up to date, and how to advance the capture position afterwards."""
+
+    kind: str  # "changes" | "rows" | "keys"
+    keys: list[str]
+    changed_at: dict[str, dt.datetime]
+    rows: dict[str, Mapping[str, Any]] | None = None  # pre-read rows ("rows" batches)
+    ack_ids: list[int] = field(default_factory=list)
+    advance: dict[str, Any] = field(default_factory=dict)  # state fields to save afterwards
+
+
+@dataclass(frozen=True)
+class PendingChunk:
+    document: Document
+    n: int
+    text: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class Partition:
+    index: int = 0
+    count: int = 1
+
+    def owns(self, key: str) -> bool:
+        return partition_of(key, self.count) == self.index
+
+    @property
+    def label(self) -> str:
+        return f"{self.index}-of-{self.count}"
+
+
+def row_spec(config: SourceConfig) -> RowSpec:
+    return RowSpec(
+        key=config.key,
+        text=tuple(config.text),
+        metadata=tuple(config.metadata),
+        deleted=config.deleted,
+        tenant=config.tenant,
+        updated_at=config.updated_at,
+        format=config.format,
+    )
+
+
+class SourceSync:
+    """Syncs one source (or one key partition of it) into the index."""
+
+    def __init__(
+        self,
+        name: str,
+        params: Params,
+        source: SqlSource,
+        index: VectorIndex,
+        embedder: Embedder,
+        state: StateStore,
+        partition: Partition = Partition(),
+        progress: ProgressHook | None = None,
+    ):
+        self.name = name
+        self.params = params
+        self.config = params.source(name)
+        self.source = source
+        self.index = index
+        self.embedder = embedder
+        self.state = state
+        self.partition = partition
+        self.progress = progress
+        self.spec = row_spec(self.config)
+        self.fingerprint = fingerprint(
+            params.embeddings.model, params.chunking.max_tokens, params.chunking.overlap_tokens
+        )
+        self.changelog = Changelog(source) if self.config.capture == "changelog" else None
+        if self.changelog is not None:
+            installed_or_fail(self.changelog)
+        if self.config.capture == "cursor" and partition.count > 1:
+            raise ConfigError(f"source '{name}': capture: cursor cannot be split into partitions")
+        self._batches: Iterator[Batch] | None = None
+        self._caught_up_at: float | None = None
+        self._done = 0
+        self._total: int | None = None
+        self._full = False
+
+    # -- the steps ----------------------------------------------------------------------
+
+    def start(self, full: bool = False) -> None:
+        """Begin a pass: a full re-read when asked or owed, then the capture's changes."""
+        saved = self.state.load(self.name)
+        self._full = full or saved.needs_full
+        self._batches = self._plan_batches(self._full)
+        self._caught_up_at = None
+        self._done = 0
+        self._total = None
+        if self.progress is not None:
+            if self._full:
+                self._total = self.source.count()
+            elif self.changelog is not None:
+                self._total = self.changelog.count()
+
+    def capture(self) -> Batch | None:
+        """The next batch of changed keys, or None when the source is caught up."""
+        assert self._batches is not None, "call start() first"
+        return next(self._batches, None)
+
+    def load(self, batch: Batch) -> tuple[list[Document], list[str]]:
+        """Re-read the batch's keys: documents for present rows, keys whose rows are gone."""
+        rows = batch.rows if batch.rows is not None else self.source.read_rows(batch.keys)
+        now = dt.datetime.now(dt.UTC)
+        present: list[Document] = []
+        absent: list[str] = []
+        for key in batch.keys:
+            row = rows.get(key)
+            document = None
+            if row is not None:
+                document = document_from_row(
+                    self.name, self.spec, row, batch.changed_at.get(key, now)
+                )
+            if document is None or not document.text.strip():
+                absent.append(key)
+            else:
+                present.append(document)
+        return present, absent
+
+    def plan(self, present: Sequence[Document], absent: Sequence[str]) -> SyncPlan:
+        """Compare with the index's ledger: what to upsert, delete, leave alone."""
+        keys = [d.key for d in present] + list(absent)
+        ledger = self.index.ledger(self.name, keys) if keys else {}
+        return plan_sync(present, absent, ledger, self.fingerprint)
+
+    def chunk(self, plan: SyncPlan) -> list[PendingChunk]:
+        """Token-aware chunks of every document to upsert."""
+        if not plan.upserts:
+            return []
+        tokenizer = self.embedder.tokenizer
+        pending: list[PendingChunk] = []
+        for document in plan.upserts:
+            digest = plan.hashes[document.key]
+            for piece in chunk_document(
+                document.title,
+                document.body,
+                tokenizer,
+                min(self.params.chunking.max_tokens, self.embedder.max_tokens),
+                self.params.chunking.overlap_tokens,
+                document.format,
+            ):
+                pending.append(PendingChunk(document, piece.n, piece.text, digest))
+        return pending
+
+    def embed(self, chunks: Sequence[PendingChunk]) -> np.ndarray:
+        return self.embedder.encode([c.text for c in chunks])
+
+    def write(
+        self, plan: SyncPlan, chunks: Sequence[PendingChunk], vectors: np.ndarray
+    ) -> RunCounts:
+        """Upsert new chunks, then drop surplus old ones, then delete vanished documents."""
+        counts = RunCounts(
+            upserted_docs=len(plan.upserts),
+            deleted_docs=len(plan.deletes),
+            unchanged_docs=len(plan.unchanged),
+            embedded_chunks=len(chunks),
+        )
+        indexed_at = dt.datetime.now(dt.UTC)
+        if chunks:
+            self.index.ensure(vectors.shape[1])
+            records = [
+                ChunkRecord(
+                    id=chunk_id(self.name, c.document.key, c.n),
+                    source=self.name,
+                    key=c.document.key,
+                    chunk=c.n,
+                    text=c.text,
+                    vector=vectors[i],
+                    content_hash=c.content_hash,
+                    changed_at=c.document.changed_at,
+                    indexed_at=indexed_at,
+                    tenant=c.document.tenant,
+                    metadata=c.document.metadata,
+                    meta_tags=metadata_tags(c.document.metadata),
+                )
+                for i, c in enumerate(chunks)
+            ]
+            self.index.upsert(records)
+            counts.written_chunks = len(records)
+            counts.index_writes += 1
+            counts.lags_s = [
+                (indexed_at - c.document.changed_at).total_seconds() for c in chunks if c.n == 0
+            ]
+        per_key: dict[str, int] = {}
+        for c in chunks:
+            per_key[c.document.key] = max(per_key.get(c.document.key, 0), c.n + 1)
+        surplus = surplus_chunks(per_key, plan.ledger)
+        if surplus:
+            self.index.delete_surplus(self.name, surplus)
+            counts.index_writes += 1
+        if plan.deletes:
+            self.index.delete_keys(self.name, list(plan.deletes))
+            counts.index_writes += 1
+        if counts.index_writes:
+            self.index.maintain()
+        return counts
+
+    def advance(self, batch: Batch) -> RunCounts:
+        """Consume exactly this batch's changelog rows; save the new capture position."""
+        counts = RunCounts()
+        if batch.ack_ids and self.changelog is not None:
+            if self.changelog.ack(batch.ack_ids):
+                counts.acked = len(batch.ack_ids)
+            else:
+                counts.ack_deferred = len(batch.ack_ids)
+        if batch.advance:
+            saved = self.state.load(self.name)
+            for name, value in batch.advance.items():
+                setattr(saved, name, value)
+            self.state.save(saved)
+        return counts
+
+    def finish(self) -> None:
+        """Record up to when the index is known current (the last empty capture read)."""
+        if self._caught_up_at is not None:
+            saved = self.state.load(self.name)
+            saved.as_of = self._caught_up_at
+            self.state.save(saved)
+
+    # -- the whole pass -------------------------------------------------------------------
+
+    def process(self, batch: Batch) -> RunCounts:
+        present, absent = self.load(batch)
+        plan = self.plan(present, absent)
+        chunks = self.chunk(plan)
+        vectors = self.embed(chunks)
+        counts = self.write(plan, chunks, vectors)
+        counts.add(self.advance(batch))
+        counts.batches, counts.changes = 1, len(batch.keys)
+        self._done += len(batch.keys)
+        if self.progress is not None:
+            self.progress(self.name, self._done, self._total)
+        return counts
+
+    def run(self, full: bool = False, stop: threading.Event | None = None) -> RunCounts:
+        """One pass under the source lock: every batch until caught up (or asked to stop)."""
+        with self.lock():
+            run_id = self.state.start_run(self.name, "full" if full else "sync")
+            total = RunCounts()
+            try:
+                self.start(full)
+                while (batch := self.capture()) is not None:
+                    total.add(self.process(batch))
+                    if stop is not None and stop.is_set():
+                        break
+                self.finish()
+            except BaseException as exc:
+                self.state.finish_run(run_id, "failed", total, f"{type(exc).__name__}: {exc}")
+                raise
+            self.state.finish_run(run_id, "completed", total)
+            return total
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold this source's (partition's) lock; BusyError if another process has it."""
+        folder = self.params.workspace.path / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(folder / f"{self.name}.{self.partition.label}.lock"))
+        wait = self.params.sync.lock_timeout_s if timeout is None else timeout
+        try:
+            lock.acquire(timeout=wait)
+        except Timeout:
+            raise BusyError(
+                f"source '{self.name}' is being synced by another process; "
+                "wait for it, or raise sync.lock_timeout_s"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # -- capture ------------------------------------------------------------------------
+
+    def _plan_batches(self, full: bool) -> Iterator[Batch]:
+        if full:
+            yield from self._full_batches()
+        if self.changelog is not None:
+            yield from self._changelog_batches()
+        else:
+            yield from self._cursor_batches()
+
+    def _full_batches(self) -> Iterator[Batch]:
+        """Every row in key order, then the keys the index holds that the table does not."""
+        started = time.time()
+        watermark = self.source.max_updated_at() if self.config.capture == "cursor" else None
+        seen: set[str] = set()
+        now = dt.datetime.now(dt.UTC)
+        for page in self.source.scan(self.params.sync.batch_size):
+            rows = {}
+            for row in page:
+                key = str(self._key_of(row))
+                if self.partition.owns(key):
+                    rows[key] = row
+            seen.update(rows)
+            if rows:
+                yield Batch("rows", list(rows), dict.fromkeys(rows, now), rows=rows)
+        orphans = sorted(k for k in self.index.keys(self.name) - seen if self.partition.owns(k))
+        advance: dict[str, Any] = {"needs_full": False, "reconciled_at": started}
+        if watermark is not None:
+            advance["watermark"] = watermark
+        for start in range(0, max(len(orphans), 1), self.params.sync.batch_size):
+            part = orphans[start : start + self.params.sync.batch_size]
+            last = start + self.params.sync.batch_size >= len(orphans)
+            yield Batch("keys", part, {}, advance=advance if last else {})
+
+    def _changelog_batches(self) -> Iterator[Batch]:
+        assert self.changelog is not None
+        after: int | None = None
+        while True:
+            read_at = time.time()
+            changes = self.changelog.pending(self.params.sync.batch_size, after)
+            if not changes:
+                self._caught_up_at = read_at
+                return
+            after = changes[-1].id
+            mine = [c for c in changes if self.partition.owns(c.key)]
+            if not mine:
+                continue
+            changed_at: dict[str, dt.datetime] = {}
+            for change in mine:
+                changed_at[change.key] = max(
+                    change.changed_at, changed_at.get(change.key, change.changed_at)
+                )
+            yield Batch("changes", list(changed_at), changed_at, ack_ids=[c.id for c in mine])
+
+    def _cursor_batches(self) -> Iterator[Batch]:
+        """Rows with updated_at >= watermark - lookback, by (updated_at, key) pages."""
+        saved = self.state.load(self.name)
+        low = _minus_seconds(saved.watermark, self.config.lookback_s)
+        after: tuple[Any, Any] | None = None
+        watermark = saved.watermark
+        assert self.config.updated_at
+        while True:
+            read_at = time.time()
+            page = self.source.changed_since(low, after, self.params.sync.batch_size)
+            if not page:
+                self._caught_up_at = read_at
+                break
+            rows = {str(self._key_of(r)): r for r in page}
+            stamps = [
+                r[self.config.updated_at] for r in page if r[self.config.updated_at] is not None
+            ]
+            if stamps:
+                watermark = max([*stamps, watermark]) if watermark is not None else max(stamps)
+            changed_at = {
+                k: as_utc(r[self.config.updated_at]) or dt.datetime.now(dt.UTC)
+                for k, r in rows.items()
+            }
+            last = page[-1]
+            after = (last[self.config.updated_at], last[self.config.key])
+            yield Batch("rows", list(rows), changed_at, rows=rows, advance={"watermark": watermark})
+        yield from self._reconcile_batches(saved.reconciled_at)
+
+    def _reconcile_batches(self, reconciled_at: float | None) -> Iterator[Batch]:
+        """Cursor mode cannot see hard deletes: compare key sets now and then."""
+        if (
+            reconciled_at is not None
+            and time.time() - reconciled_at < self.config.reconcile_every_s
+        ):
+            return
+        started = time.time()
+        present = self.source.present_keys()
+        indexed = self.index.keys(self.name)
+        differing = sorted((indexed - present) | (present - indexed))
+        size = self.params.sync.batch_size
+        for start in range(0, max(len(differing), 1), size):
+            last = start + size >= len(differing)
+            yield Batch(
+                "keys",
+                differing[start : start + size],
+                {},
+                advance={"reconciled_at": started} if last else {},
+            )
+
+    def _key_of(self, row: Mapping[str, Any]) -> str:
+        from ragtune.core.documents import key_text
+
+        return key_text(row[self.config.key])
+
+
+def _minus_seconds(value: Any, seconds: float) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value - dt.timedelta(seconds=seconds)
+    if isinstance(value, dt.date):
+        return value - dt.timedelta(days=int(seconds // 86400) + 1)
+    return value - type(value)(seconds) if isinstance(value, int) else value - seconds

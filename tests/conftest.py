@@ -1,0 +1,63 @@
+"""Shared fixtures: offline environment, the real embedding model, fresh databases.
+
+Every database a test uses is created for it and dropped afterwards. PostgreSQL and
+MariaDB are the servers on this machine; under CI=true a server that cannot be reached
+fails the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.support import Database, create_database, drop_database  # noqa: E402
+
+DIALECTS = ["sqlite", "postgresql", "mysql"]
+
+
+@pytest.fixture(scope="session")
+def embedder():  # type: ignore[no-untyped-def]
+    from ragtune.adapters.embeddings import Embedder
+    from ragtune.config import EmbeddingsConfig
+
+    model = Embedder(EmbeddingsConfig())
+    model.encode(["warm up"])
+    return model
+
+
+@pytest.fixture(params=DIALECTS)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A fresh, empty database of each dialect."""
+    db = create_database(request.param, tmp_path)
+    try:
+        yield db
+    finally:
+        drop_database(db)
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Database]:
+    db = create_database("sqlite", tmp_path)
+    try:
+        yield db
+    finally:
+        drop_database(db)
+
+
+@pytest.fixture
+def postgres_db(tmp_path: Path) -> Iterator[Database]:
+    db = create_database("postgresql", tmp_path)
+    try:
+        yield db
+    finally:
+        drop_database(db)
