@@ -8,19 +8,23 @@ fails the test instead of skipping it.
 from __future__ import annotations
 
 import os
+import tempfile
 
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="ragtune-test-prefect-")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
+from collections.abc import Iterator
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.support import Database, create_database, drop_database  # noqa: E402
+from tests.support import Database, create_database, drop_database
 
 DIALECTS = ["sqlite", "postgresql", "mysql"]
 

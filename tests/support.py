@@ -52,7 +52,9 @@ def create_database(dialect: str, tmp_path: Path) -> Database:
             connection.exec_driver_sql("PRAGMA journal_mode=WAL")
         return Database(dialect, url, engine, path.name, path)
     name = f"ragtune_test_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(f"{SERVERS[dialect]}/{ADMIN_DB[dialect]}", isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        f"{SERVERS[dialect]}/{ADMIN_DB[dialect]}", isolation_level="AUTOCOMMIT"
+    )
     try:
         with admin.connect() as connection:
             connection.exec_driver_sql(f"CREATE DATABASE {name}")
@@ -68,7 +70,9 @@ def drop_database(db: Database) -> None:
     db.engine.dispose()
     if db.dialect == "sqlite":
         return
-    admin = sa.create_engine(f"{SERVERS[db.dialect]}/{ADMIN_DB[db.dialect]}", isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(
+        f"{SERVERS[db.dialect]}/{ADMIN_DB[db.dialect]}", isolation_level="AUTOCOMMIT"
+    )
     with admin.connect() as connection:
         if db.dialect == "postgresql":
             connection.exec_driver_sql(
@@ -170,7 +174,9 @@ def assert_index_matches(db: Database, params: Any, embedder: Any) -> int:
     """The index holds exactly the source's current documents; returns the chunk count."""
     from ragtune.core.chunking import chunk_document, fingerprint
 
-    fp = fingerprint(params.embeddings.model, params.chunking.max_tokens, params.chunking.overlap_tokens)
+    fp = fingerprint(
+        params.embeddings.model, params.chunking.max_tokens, params.chunking.overlap_tokens
+    )
     expected = expected_documents(db, params)
     held: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for key, chunk, digest in index_entries(params):

@@ -149,6 +149,9 @@ class SyncConfig(Section):
     retries: int = Field(2, ge=0)
     retry_delay_s: float = Field(5.0, ge=0)
     lock_timeout_s: float = Field(0.0, ge=0, description="wait this long for another sync")
+    flow_slot_timeout_s: float = Field(
+        1800.0, gt=0, description="refresh_index: wait this long for the source's Prefect slot"
+    )
 
 
 class SearchConfig(Section):

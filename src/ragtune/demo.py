@@ -24,11 +24,13 @@ from rich.table import Table
 
 from ragtune.adapters.changelog import Changelog
 from ragtune.adapters.index.base import SearchFilter
+from ragtune.adapters.sources import SqlSource
 from ragtune.config import Params
 from ragtune.core.corpus import DocRow, doc_row, version_key
 from ragtune.core.freshness import lag_summary
 from ragtune.errors import ConfigError, RagtuneError
 from ragtune.follow import follow
+from ragtune.search import as_of as search_as_of
 from ragtune.search import search
 from ragtune.workspace import open_embedder, open_index, open_state, open_syncs
 
@@ -117,8 +119,11 @@ def run_demo(params: Params, console: Console, fresh: bool = True) -> None:
         )
 
     source_name = params.demo.source
+    source = SqlSource.open(source_name, config)
+    Changelog(source).install()
+    source.close()
+    open_state(params).require_full(source_name)
     syncs = open_syncs(params, source_name)
-    Changelog(syncs[0].source).install()
     console.print("2. installed the changelog triggers; syncing the whole corpus")
 
     started = time.perf_counter()
@@ -183,10 +188,11 @@ def _replay(
 def _wait_until_found(
     index, embedder, params: Params, row: DocRow, timeout_s: float
 ) -> float | None:
+    """Seconds until a search for the row's title, scoped to its URL, returns it."""
     start = time.perf_counter()
-    where = SearchFilter((params.demo.source,))
+    where = SearchFilter((params.demo.source,), tags=(f"url={row.url}",))
     while time.perf_counter() - start < timeout_s:
-        hits = search(index, embedder, row.title, params.search, where, k=5, mode="text")
+        hits = search(index, embedder, row.title, params.search, where, k=5)
         if any(h.key == row.id for h in hits):
             return time.perf_counter() - start
         time.sleep(0.05)
@@ -206,9 +212,10 @@ def _show_searches(params: Params, console: Console) -> None:
             )
     stats = index.stats(params.demo.source)
     summary = lag_summary(stats.lags_s)
-    saved = state.load(params.demo.source)
+    as_of = search_as_of(state, [params.demo.source])
     console.print(
         f"\nindex: {stats.documents} documents, {stats.chunks} chunks, version {index.version()}; "
-        f"lag p50 {summary['lag_p50_s']} s, p95 {summary['lag_p95_s']} s; as_of {saved.as_of}"
+        f"lag p50 {summary['lag_p50_s']} s, p95 {summary['lag_p95_s']} s; "
+        f"as of {as_of.isoformat(timespec='seconds') if as_of else 'never'}"
     )
     console.print("Try: .venv/bin/ragtune search 'custom model field' --json | ragtune status")

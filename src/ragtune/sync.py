@@ -46,7 +46,7 @@ class Batch:
     kind: str  # "changes" | "rows" | "keys"
     keys: list[str]
     changed_at: dict[str, dt.datetime]
-    rows: dict[str, Mapping[str, Any]] | None = None  # pre-read rows ("rows" batches)
+    rows: Mapping[str, Mapping[str, Any]] | None = None  # pre-read rows ("rows" batches)
     ack_ids: list[int] = field(default_factory=list)
     advance: dict[str, Any] = field(default_factory=dict)  # state fields to save afterwards
 
@@ -57,6 +57,18 @@ class PendingChunk:
     n: int
     text: str
     content_hash: str
+
+
+@dataclass(frozen=True)
+class Steps:
+    """The callables one sync pass is made of; each takes the SourceSync first."""
+
+    capture: Callable[..., Batch | None]
+    plan: Callable[..., SyncPlan]
+    chunk: Callable[..., list[PendingChunk]]
+    embed: Callable[..., np.ndarray]
+    write: Callable[..., RunCounts]
+    advance: Callable[..., RunCounts]
 
 
 @dataclass(frozen=True)
@@ -264,28 +276,29 @@ class SourceSync:
 
     # -- the whole pass -------------------------------------------------------------------
 
-    def process(self, batch: Batch) -> RunCounts:
-        present, absent = self.load(batch)
-        plan = self.plan(present, absent)
-        chunks = self.chunk(plan)
-        vectors = self.embed(chunks)
-        counts = self.write(plan, chunks, vectors)
-        counts.add(self.advance(batch))
-        counts.batches, counts.changes = 1, len(batch.keys)
-        self._done += len(batch.keys)
-        if self.progress is not None:
-            self.progress(self.name, self._done, self._total)
-        return counts
+    def run(
+        self, full: bool = False, stop: threading.Event | None = None, steps: Steps | None = None
+    ) -> RunCounts:
+        """One pass under the source lock: every batch until caught up (or asked to stop).
 
-    def run(self, full: bool = False, stop: threading.Event | None = None) -> RunCounts:
-        """One pass under the source lock: every batch until caught up (or asked to stop)."""
+        `steps` replaces the plain step calls, e.g. by Prefect tasks with retries; the
+        sequence itself lives only here.
+        """
+        step = steps or DIRECT_STEPS
         with self.lock():
             run_id = self.state.start_run(self.name, "full" if full else "sync")
             total = RunCounts()
             try:
                 self.start(full)
-                while (batch := self.capture()) is not None:
-                    total.add(self.process(batch))
+                while (batch := step.capture(self)) is not None:
+                    plan = step.plan(self, batch)
+                    chunks = step.chunk(self, plan)
+                    vectors = step.embed(self, chunks)
+                    counts = step.write(self, plan, chunks, vectors)
+                    counts.add(step.advance(self, batch))
+                    counts.batches, counts.changes = 1, len(batch.keys)
+                    total.add(counts)
+                    self._report(len(batch.keys))
                     if stop is not None and stop.is_set():
                         break
                 self.finish()
@@ -294,6 +307,16 @@ class SourceSync:
                 raise
             self.state.finish_run(run_id, "completed", total)
             return total
+
+    def review(self, batch: Batch) -> SyncPlan:
+        """Re-read the batch's rows and compare them with the index (load + plan)."""
+        present, absent = self.load(batch)
+        return self.plan(present, absent)
+
+    def _report(self, keys: int) -> None:
+        self._done += keys
+        if self.progress is not None:
+            self.progress(self.name, self._done, self._total)
 
     @contextlib.contextmanager
     def lock(self, timeout: float | None = None) -> Iterator[None]:
@@ -329,8 +352,8 @@ class SourceSync:
         started = time.time()
         watermark = self.source.max_updated_at() if self.config.capture == "cursor" else None
         seen: set[str] = set()
-        now = dt.datetime.now(dt.UTC)
         for page in self.source.scan(self.params.sync.batch_size):
+            now = dt.datetime.now(dt.UTC)  # a backfilled row is "changed" when it is read
             rows = {}
             for row in page:
                 key = str(self._key_of(row))
@@ -431,3 +454,13 @@ def _minus_seconds(value: Any, seconds: float) -> Any:
     if isinstance(value, dt.date):
         return value - dt.timedelta(days=int(seconds // 86400) + 1)
     return value - type(value)(seconds) if isinstance(value, int) else value - seconds
+
+
+DIRECT_STEPS = Steps(
+    capture=SourceSync.capture,
+    plan=SourceSync.review,
+    chunk=SourceSync.chunk,
+    embed=SourceSync.embed,
+    write=SourceSync.write,
+    advance=SourceSync.advance,
+)

@@ -31,7 +31,9 @@ def row(i: int, body: str | None = None, **extra: Any) -> dict[str, Any]:
     values = {
         "id": i,
         "title": f"Document {i}",
-        "body": body if body is not None else f"Body of document {i}. It talks about topic {i % 7}.",
+        "body": body
+        if body is not None
+        else f"Body of document {i}. It talks about topic {i % 7}.",
         "section": f"s{i % 3}",
         "tenant": None,
         "deleted": 0,
@@ -41,7 +43,9 @@ def row(i: int, body: str | None = None, **extra: Any) -> dict[str, Any]:
     return values
 
 
-def setup_source(db: Database, tmp_path: Path, capture: str, rows: int = 30) -> tuple[Any, sa.Table]:
+def setup_source(
+    db: Database, tmp_path: Path, capture: str, rows: int = 30
+) -> tuple[Any, sa.Table]:
     table = create_documents(db)
     with db.engine.begin() as connection:
         connection.execute(table.insert(), [row(i) for i in range(rows)])
@@ -67,7 +71,9 @@ def sync_once(params: Any, embedder: Any, full: bool = False) -> Any:
 
 
 @pytest.mark.parametrize("capture", CAPTURES)
-def test_changes_reach_the_index(database: Database, tmp_path: Path, capture: str, embedder: Any) -> None:
+def test_changes_reach_the_index(
+    database: Database, tmp_path: Path, capture: str, embedder: Any
+) -> None:
     params, table = setup_source(database, tmp_path, capture)
     first = sync_once(params, embedder)
     assert first.upserted_docs == 30
@@ -76,7 +82,9 @@ def test_changes_reach_the_index(database: Database, tmp_path: Path, capture: st
     long_body = "\n\n".join(f"Paragraph {p}. " + "words and more words " * 30 for p in range(8))
     with database.engine.begin() as c:
         c.execute(table.insert(), [row(100), row(101, body=long_body)])
-        c.execute(table.update().where(table.c.id == 1).values(body="Rewritten body.", updated_at=now()))
+        c.execute(
+            table.update().where(table.c.id == 1).values(body="Rewritten body.", updated_at=now())
+        )
         c.execute(table.update().where(table.c.id == 2).values(deleted=1, updated_at=now()))
         c.execute(table.delete().where(table.c.id == 3))
         c.execute(table.update().where(table.c.id == 4).values(section="moved", updated_at=now()))
@@ -87,7 +95,9 @@ def test_changes_reach_the_index(database: Database, tmp_path: Path, capture: st
     assert chunks > 31  # the long document made several chunks
 
     with database.engine.begin() as c:  # the long document shrinks: surplus chunks must go
-        c.execute(table.update().where(table.c.id == 101).values(body="short now", updated_at=now()))
+        c.execute(
+            table.update().where(table.c.id == 101).values(body="short now", updated_at=now())
+        )
     sync_once(params, embedder)
     assert_index_matches(database, params, embedder)
 
@@ -143,7 +153,7 @@ def _in_thread(work: Any) -> Any:
     def target() -> None:
         try:
             result["value"] = work()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             result["error"] = exc
 
     thread = threading.Thread(target=target)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from ragtune.core.chunking import (
@@ -21,7 +22,10 @@ class WordTokenizer:
     def windows(self, text: str, max_tokens: int, overlap: int) -> list[str]:
         words = text.split()
         step = max_tokens - overlap
-        return [" ".join(words[i : i + max_tokens]) for i in range(0, max(len(words) - overlap, 1), step)]
+        return [
+            " ".join(words[i : i + max_tokens])
+            for i in range(0, max(len(words) - overlap, 1), step)
+        ]
 
 
 TOKENS = WordTokenizer()
@@ -121,7 +125,7 @@ def test_overlap_repeats_trailing_units() -> None:
     body = "\n\n".join(f"p{i} " + "x " * 10 for i in range(10))
     chunks = chunk_document(None, body, TOKENS, max_tokens=40, overlap_tokens=12, fmt="text")
     assert len(chunks) >= 3
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         last_paragraph = before.text.split("\n\n")[-1]
         assert after.text.split("\n\n")[0] == last_paragraph
 
@@ -138,7 +142,7 @@ def test_sections_never_share_a_chunk_unless_tiny() -> None:
     chunks = chunk_document(None, body, TOKENS, max_tokens=60, overlap_tokens=0)
     assert chunks[0].text.startswith("Models\n\n")
     # the tiny "Fields" section runs on into "Field types", its heading kept inline
-    joined = [c for c in chunks if "Fields are attributes." in c.text][0]
+    joined = next(c for c in chunks if "Fields are attributes." in c.text)
     assert "Field types" in joined.text
 
 

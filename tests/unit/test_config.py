@@ -58,7 +58,10 @@ def test_env_references_expand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         (MINIMAL + "indx: {}\n", "unknown key 'indx'; allowed here: workspace, sources"),
         (MINIMAL + "index:\n  backend: faiss\n", "'index.backend': 'faiss' is not allowed"),
         (MINIMAL.replace("    table: documents\n", ""), "'sources.docs.table' is required"),
-        (MINIMAL.replace("sqlite:///data/docs.db", "${RT_MISSING_VAR}"), "RT_MISSING_VAR is not set"),
+        (
+            MINIMAL.replace("sqlite:///data/docs.db", "${RT_MISSING_VAR}"),
+            "RT_MISSING_VAR is not set",
+        ),
         (MINIMAL + "    capture: cursor\n", "capture: cursor needs `updated_at"),
         ("sources: [1, 2]\n", "'sources'"),
         ("sources:\n  bad-name:\n    url: x\n    table: t\n    text: [a]\n", "bad-name"),
@@ -66,7 +69,9 @@ def test_env_references_expand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         (MINIMAL + "index:\n  backend: weaviate\n", "backend weaviate needs `url:`"),
     ],
 )
-def test_bad_files_give_one_line_naming_key_and_file(tmp_path: Path, text: str, expected: str) -> None:
+def test_bad_files_give_one_line_naming_key_and_file(
+    tmp_path: Path, text: str, expected: str
+) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
         load_params(path)

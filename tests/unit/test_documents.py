@@ -37,7 +37,14 @@ def test_soft_delete_marks() -> None:
 
 
 def test_document_from_row_splits_title_and_body() -> None:
-    row = {"id": 3, "title": "Hello", "body": "World\n\nMore", "section": "s", "year": 2024, "gone": 0}
+    row = {
+        "id": 3,
+        "title": "Hello",
+        "body": "World\n\nMore",
+        "section": "s",
+        "year": 2024,
+        "gone": 0,
+    }
     doc = document_from_row("docs", SPEC, row, NOW)
     assert doc is not None
     assert (doc.key, doc.title, doc.body) == ("3", "Hello", "World\n\nMore")
@@ -51,7 +58,14 @@ def test_soft_deleted_row_is_no_document() -> None:
 
 
 def test_multiline_first_column_is_body_not_title() -> None:
-    row = {"id": 1, "title": "line one\nline two", "body": "b", "section": None, "year": None, "gone": None}
+    row = {
+        "id": 1,
+        "title": "line one\nline two",
+        "body": "b",
+        "section": None,
+        "year": None,
+        "gone": None,
+    }
     doc = document_from_row("docs", SPEC, row, NOW)
     assert doc is not None and doc.title is None
     assert doc.body == "line one\nline two\n\nb"
@@ -79,14 +93,19 @@ def test_as_utc_handles_text_naive_and_aware() -> None:
 def test_content_hash_covers_every_written_field() -> None:
     base = content_hash("fp", "t", "b", {"a": 1}, None)
     assert base == content_hash("fp", "t", "b", {"a": 1}, None)
-    assert len({
-        base,
-        content_hash("fp2", "t", "b", {"a": 1}, None),
-        content_hash("fp", "T", "b", {"a": 1}, None),
-        content_hash("fp", "t", "B", {"a": 1}, None),
-        content_hash("fp", "t", "b", {"a": 2}, None),
-        content_hash("fp", "t", "b", {"a": 1}, "tenant"),
-    }) == 6
+    assert (
+        len(
+            {
+                base,
+                content_hash("fp2", "t", "b", {"a": 1}, None),
+                content_hash("fp", "T", "b", {"a": 1}, None),
+                content_hash("fp", "t", "B", {"a": 1}, None),
+                content_hash("fp", "t", "b", {"a": 2}, None),
+                content_hash("fp", "t", "b", {"a": 1}, "tenant"),
+            }
+        )
+        == 6
+    )
 
 
 def test_chunk_ids_are_deterministic_and_distinct() -> None:

@@ -55,9 +55,9 @@ def detect_format(text: str) -> str:
     lines = text.splitlines()
     for i in range(1, len(lines)):
         above = lines[i - 1].strip()
-        if above and RST_ADORNMENT.match(lines[i]) and len(lines[i].rstrip()) >= len(above):
-            if not RST_ADORNMENT.match(above):
-                return "rst"
+        underlined = bool(RST_ADORNMENT.match(lines[i])) and len(lines[i].rstrip()) >= len(above)
+        if above and underlined and not RST_ADORNMENT.match(above):
+            return "rst"
     if any(MD_ATX.match(line) for line in lines):
         return "markdown"
     return "text"

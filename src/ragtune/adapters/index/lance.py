@@ -178,7 +178,15 @@ class LanceIndex:
                 .when_not_matched_insert_all()
                 .execute(data)
             )
+            if not self._has_index("text"):  # searchable by words from the first write on
+                self._create_scalar_indexes()
         self._writes += 1
+
+    def _create_scalar_indexes(self) -> None:
+        from lancedb.index import FTS, BTree
+
+        self.table.create_index("text", config=FTS(), replace=True)
+        self.table.create_index("key", config=BTree(), replace=True)
 
     def delete_keys(self, source: str, keys: Sequence[str]) -> None:
         if self.table is None or not keys:
@@ -207,17 +215,14 @@ class LanceIndex:
         self._writes += 1
 
     def maintain(self) -> None:
-        """Build the FTS index once, the ANN index at size, and compact every N writes."""
+        """Build the ANN index once the table is large enough; compact every N writes."""
         table = self.table
         if table is None:
             return
-        from lancedb.index import FTS, BTree
-
         indexed = {tuple(i.columns): i for i in table.list_indices()}
         with self._write_lock():
             if ("text",) not in indexed and table.count_rows() > 0:
-                table.create_index("text", config=FTS(), replace=True)
-                table.create_index("key", config=BTree(), replace=True)
+                self._create_scalar_indexes()
             if ("vector",) not in indexed and table.count_rows() >= self.config.ann.min_rows:
                 self.build_ann_index()
             if self._writes >= self.config.optimize_every:

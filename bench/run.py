@@ -1,0 +1,66 @@
+"""ragtune benchmarks. Every figure is measured side by side in one run, on this machine.
+
+    make bench                                   # everything (tens of minutes on 2 cores)
+    .venv-bench/bin/python bench/run.py --only freshness
+    .venv-bench/bin/python bench/run.py --docs 100   # a quick subset of the Django docs
+
+Results print as a table and are saved to bench/results/latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT
+
+PARTS = ("ingest", "freshness", "latency")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default=",".join(PARTS), help=f"comma list of {PARTS}")
+    parser.add_argument("--docs", type=int, default=None, help="ingest a subset of the Django docs")
+    args = parser.parse_args()
+    parts = [p.strip() for p in args.only.split(",") if p.strip()]
+    results: dict[str, object] = {
+        "machine": platform.processor() or platform.machine(),
+        "started": time.ctime(),
+    }
+    index_path = None
+    if "ingest" in parts or "latency" in parts:
+        import ingest
+
+        print("ingest: ragtune vs raw encode vs LlamaIndex ...", flush=True)
+        results["ingest"] = out = ingest.run(args.docs)
+        print(json.dumps(out, indent=2), flush=True)
+        index_path = Path(out["index_path"])
+    if "freshness" in parts:
+        import freshness
+
+        print("freshness: commit -> searchable ...", flush=True)
+        results["freshness"] = out = freshness.run()
+        print(json.dumps(out, indent=2), flush=True)
+    if "latency" in parts and index_path is not None:
+        import latency
+
+        from ragtune.adapters.embeddings import Embedder
+        from ragtune.config import EmbeddingsConfig
+
+        print("latency: search p50/p95 ...", flush=True)
+        results["latency"] = out = latency.run(index_path, Embedder(EmbeddingsConfig()))
+        print(json.dumps(out, indent=2), flush=True)
+    folder = ROOT / "bench" / "results"
+    folder.mkdir(exist_ok=True)
+    (folder / "latest.json").write_text(json.dumps(results, indent=2))
+    print(f"saved {folder / 'latest.json'}")
+
+
+if __name__ == "__main__":
+    main()

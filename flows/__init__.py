@@ -1,0 +1,1 @@
+"""Prefect flows: schedules, retries, concurrency, deployments. Wiring only."""

@@ -1,0 +1,130 @@
+"""Prefect flow `refresh_index`: capture -> plan -> chunk -> embed -> write -> advance.
+
+    python flows/refresh_index.py run   [--params params.yaml] [--source docs] [--full]
+    python flows/refresh_index.py serve [--params params.yaml]   # deployment on the interval
+
+Wiring only: each step is a Prefect task around the same `SourceSync` step the CLI runs,
+with retries from `sync.retries`; a global concurrency limit per source (one slot) keeps
+two runs from syncing the same source at once, on top of the workspace's file lock. The
+deployment runs every `sync.interval_s` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, serve, task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.concurrency.sync import concurrency
+
+from ragtune.config import Params, load_params
+from ragtune.errors import BusyError
+from ragtune.sync import DIRECT_STEPS, SourceSync, Steps
+from ragtune.workspace import open_syncs
+
+DEPLOYMENT = "refresh-index"
+
+
+def source_limit(name: str) -> str:
+    return f"ragtune-refresh-index-{name}"
+
+
+def ensure_source_limits(params: Params) -> None:
+    """One concurrency slot per source, created once on the Prefect server."""
+    with get_client(sync_client=True) as client:
+        for name in params.sources:
+            client.upsert_global_concurrency_limit_by_name(source_limit(name), limit=1)
+
+
+def step_tasks(params: Params) -> Steps:
+    """The sync steps as Prefect tasks, retried per params (every step is idempotent)."""
+    options = {
+        "retries": params.sync.retries,
+        "retry_delay_seconds": params.sync.retry_delay_s,
+        "cache_policy": NO_CACHE,
+    }
+
+    def as_task(name: str, fn: Any) -> Any:
+        return task(fn, name=name, **options)
+
+    return Steps(
+        capture=as_task("capture", DIRECT_STEPS.capture),
+        plan=as_task("plan", DIRECT_STEPS.plan),
+        chunk=as_task("chunk", DIRECT_STEPS.chunk),
+        embed=as_task("embed", DIRECT_STEPS.embed),
+        write=as_task("write", DIRECT_STEPS.write),
+        advance=as_task("advance", DIRECT_STEPS.advance),
+    )
+
+
+@flow(name="refresh_index")
+def refresh_index(
+    params_path: str = "params.yaml", source: str | None = None, full: bool = False
+) -> dict[str, dict[str, int]]:
+    """Bring the index in step with every source (or one): inserts, updates, deletes."""
+    logger = get_run_logger()
+    params = load_params(params_path)
+    ensure_source_limits(params)
+    steps = step_tasks(params)
+    summary: dict[str, dict[str, int]] = {}
+    syncs: list[SourceSync] = open_syncs(params, source)
+    for one in syncs:
+        with source_slot(one.name, params.sync.flow_slot_timeout_s):
+            counts = one.run(full=full, steps=steps)
+        summary[one.name] = counts.summary()
+        logger.info("source %s: %s", one.name, summary[one.name])
+        one.source.close()
+    return summary
+
+
+@contextlib.contextmanager
+def source_slot(name: str, timeout_s: float) -> Iterator[None]:
+    """The source's one concurrency slot; a clear error instead of waiting forever."""
+    try:
+        with concurrency(source_limit(name), occupy=1, strict=True, timeout_seconds=timeout_s):
+            yield
+    except TimeoutError:
+        raise BusyError(
+            f"source '{name}' is still being refreshed after {timeout_s:.0f} s; if no run is "
+            f"active, a crashed run left its slot taken: `prefect gcl update "
+            f"{source_limit(name)} --active-slots 0`"
+        ) from None
+
+
+def build_deployment(params_path: str | Path) -> Any:
+    """The `refresh-index` deployment: every `sync.interval_s` seconds, one run at a time."""
+    path = Path(params_path).resolve()
+    params = load_params(path)
+    return refresh_index.with_options(
+        retries=params.sync.retries, retry_delay_seconds=params.sync.retry_delay_s
+    ).to_deployment(
+        name=DEPLOYMENT,
+        interval=dt.timedelta(seconds=params.sync.interval_s),
+        parameters={"params_path": str(path)},
+        concurrency_limit=1,
+        tags=["ragtune", *(f"source:{name}" for name in params.sources)],
+        description="Keep the ragtune index in step with its source databases.",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["run", "serve"])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--source", default=None)
+    parser.add_argument("--full", action="store_true")
+    args = parser.parse_args()
+    if args.command == "run":
+        print(refresh_index(str(Path(args.params).resolve()), args.source, args.full))
+    else:
+        serve(build_deployment(args.params))
+
+
+if __name__ == "__main__":
+    main()

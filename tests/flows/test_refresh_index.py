@@ -1,0 +1,118 @@
+"""The `refresh_index` flow under a real (temporary) Prefect server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from ragtune.adapters.changelog import Changelog
+from ragtune.adapters.sources import SqlSource
+from ragtune.adapters.state import StateStore
+from ragtune.config import load_params
+from tests.support import Database, assert_index_matches, create_documents, write_params
+
+
+@pytest.fixture(scope="module")
+def prefect_server() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def make_workspace(db: Database, tmp_path: Path, rows: int = 12) -> tuple[Path, sa.Table]:
+    table = create_documents(db)
+    with db.engine.begin() as c:
+        c.execute(
+            table.insert(),
+            [
+                {"id": i, "title": f"T{i}", "body": f"Body number {i}.", "section": "a"}
+                for i in range(rows)
+            ],
+        )
+    path = write_params(
+        tmp_path / "ws", db.url, extra="  retries: 1\n  retry_delay_s: 0\n  interval_s: 45\n"
+    )
+    params = load_params(path)
+    source = SqlSource.open("docs", params.sources["docs"])
+    Changelog(source).install()
+    source.close()
+    return path, table
+
+
+def test_deployment_runs_on_the_interval_from_params(sqlite_db: Database, tmp_path: Path) -> None:
+    from prefect.client.schemas.schedules import IntervalSchedule
+
+    from flows.refresh_index import build_deployment
+
+    path, _ = make_workspace(sqlite_db, tmp_path)
+    deployment = build_deployment(path)
+    schedule = deployment.schedules[0].schedule
+    assert isinstance(schedule, IntervalSchedule)
+    assert schedule.interval == dt.timedelta(seconds=45)
+    assert deployment.parameters == {"params_path": str(path.resolve())}
+    assert deployment.concurrency_limit == 1
+    assert deployment.name == "refresh-index"
+
+
+def test_flow_syncs_and_retries_are_configured(
+    prefect_server: None, sqlite_db: Database, tmp_path: Path, embedder: Any
+) -> None:
+    from flows.refresh_index import refresh_index, step_tasks
+
+    path, table = make_workspace(sqlite_db, tmp_path)
+    params = load_params(path)
+    assert {step_tasks(params).write.retries, step_tasks(params).capture.retries} == {1}
+
+    state = refresh_index(str(path), return_state=True)
+    assert state.is_completed(), state.message
+    assert state.result()["docs"]["upserted_docs"] == 12
+    assert_index_matches(sqlite_db, params, embedder)
+
+    with sqlite_db.engine.begin() as c:
+        c.execute(table.delete().where(table.c.id == 3))
+        c.execute(table.update().where(table.c.id == 4).values(body="changed"))
+    summary = refresh_index(str(path))
+    assert summary["docs"]["deleted_docs"] == 1 and summary["docs"]["upserted_docs"] == 1
+    assert_index_matches(sqlite_db, params, embedder)
+
+
+def test_bad_config_fails_the_run_with_a_clear_message(
+    prefect_server: None, sqlite_db: Database, tmp_path: Path
+) -> None:
+    from flows.refresh_index import refresh_index
+
+    create_documents(sqlite_db)
+    path = write_params(tmp_path / "ws", sqlite_db.url, table="no_such_table")
+    state = refresh_index(str(path), return_state=True)
+    assert state.is_failed()
+    assert "table 'no_such_table' not found" in state.message
+    assert not (tmp_path / "ws" / ".ragtune" / "index").exists()
+
+
+def test_one_run_per_source_at_a_time(
+    prefect_server: None, sqlite_db: Database, tmp_path: Path, embedder: Any
+) -> None:
+    from flows.refresh_index import refresh_index
+
+    path, _ = make_workspace(sqlite_db, tmp_path, rows=40)
+    states: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: states.append(refresh_index(str(path), return_state=True)))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert len(states) == 2 and all(s.is_completed() for s in states), [s.message for s in states]
+    runs = sorted(StateStore(load_params(path).workspace.path).last_runs(), key=lambda r: r["id"])
+    assert len(runs) == 2
+    assert runs[0]["finished_at"] <= runs[1]["started_at"], "two syncs of one source overlapped"
+    assert sum(r["counts"]["upserted_docs"] for r in runs) == 40

@@ -1,0 +1,115 @@
+"""`sync --follow`: NOTIFY wake-ups on PostgreSQL, and a clean stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from ragtune.adapters.changelog import Changelog
+from ragtune.adapters.index.lance import LanceIndex
+from ragtune.adapters.sources import SqlSource
+from ragtune.config import load_params
+from ragtune.follow import follow
+from ragtune.workspace import open_syncs
+from tests.integration.workload import Workload
+from tests.support import Database, assert_index_matches, create_documents, write_params
+
+
+def installed(db: Database, tmp_path: Path, extra: str = "") -> tuple[Any, Path, sa.Table]:
+    table = create_documents(db)
+    path = write_params(tmp_path / "ws", db.url, extra=extra)
+    params = load_params(path)
+    source = SqlSource.open("docs", params.sources["docs"])
+    Changelog(source).install()
+    source.close()
+    return params, path, table
+
+
+def wait_for_key(params: Any, key: str, timeout_s: float) -> float | None:
+    index = LanceIndex(params.index)
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout_s:
+        if index.table is not None and index.ledger("docs", [key]):
+            return time.perf_counter() - start
+        time.sleep(0.01)
+    return None
+
+
+def wait_for_first_pass(params: Any, timeout_s: float) -> bool:
+    index = LanceIndex(params.index)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if index.table is not None and index.keys("docs"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_postgres_notify_wakes_the_follower_at_once(
+    postgres_db: Database, tmp_path: Path, embedder: Any
+) -> None:
+    # a poll interval of 60 s: only a NOTIFY can explain a change indexed within seconds
+    params, _, table = installed(postgres_db, tmp_path, extra="  poll_interval_s: 60\n")
+    with postgres_db.engine.begin() as c:
+        c.execute(table.insert().values(id=1, title="first", body="before following"))
+    syncs = open_syncs(params, embedder=embedder)
+    stop = threading.Event()
+    follower = threading.Thread(
+        target=follow, args=(syncs, params.sync.poll_interval_s, stop), daemon=True
+    )
+    follower.start()
+    try:
+        assert wait_for_key(params, "1", 30) is not None
+        lags = []
+        for key in range(2, 7):
+            with postgres_db.engine.begin() as c:
+                c.execute(table.insert().values(id=key, title=f"row {key}", body="arrives live"))
+            lag = wait_for_key(params, str(key), 10)
+            assert lag is not None, f"row {key} not indexed within 10 s despite NOTIFY"
+            lags.append(lag)
+    finally:
+        stop.set()
+        follower.join(timeout=30)
+    assert max(lags) < 5, lags
+
+
+def test_ctrl_c_stops_cleanly_without_losing_a_change(
+    sqlite_db: Database, tmp_path: Path, embedder: Any
+) -> None:
+    params, path, table = installed(sqlite_db, tmp_path)
+    workload = Workload(sqlite_db.engine, table, seed=7)
+    workload.run(100)
+    env = {**os.environ, "COLUMNS": "200"}
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "ragtune", "sync", "--follow", "--params", str(path)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert wait_for_first_pass(params, 120), "the follower indexed nothing in 120 s"
+        stop = threading.Event()
+        writer = threading.Thread(target=workload.run, args=(400, 0.002, stop))
+        writer.start()
+        time.sleep(1.0)
+        follower.send_signal(signal.SIGINT)  # Ctrl-C while changes keep arriving
+        _, err = follower.communicate(timeout=120)
+        stop.set()
+        writer.join()
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 0, err
+    assert "stopped cleanly" in err
+    workload.run(50)  # changes made after the stop are not lost either
+    (one,) = open_syncs(params, embedder=embedder)
+    one.run()
+    assert_index_matches(sqlite_db, params, embedder)
