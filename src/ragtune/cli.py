@@ -29,6 +29,8 @@ from ragtune.errors import ConfigError, RagtuneError
 app = typer.Typer(
     help="ragtune keeps a language model current (a live RAG index over your databases) "
     "and specialised (LoRA retraining).",
+    epilog="Start with `make demo`. Then: ragtune search 'custom model field' | "
+    "ragtune sync --follow | ragtune status. Every command takes --params PATH.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -122,7 +124,10 @@ def _changelog_sources(params: Any, name: str | None) -> list[str]:
 # -- sync -----------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(
+    epilog="Examples: ragtune source install && ragtune sync  |  ragtune sync --follow  |  "
+    "ragtune sync --partition 0/2 (and 1/2 elsewhere)"
+)
 def sync(
     once: Annotated[bool, typer.Option("--once", help="one pass, then exit (the default)")] = False,
     follow: Annotated[
@@ -255,7 +260,10 @@ class _progress_bar:
 # -- search ---------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(
+    epilog="Examples: ragtune search 'database migrations' -k 3  |  "
+    "ragtune search 'cache' --where section=topics --json  |  ragtune search --file queries.txt"
+)
 def search(
     query: Annotated[
         str | None, typer.Argument(help="the query; `-` reads one query a line from stdin")

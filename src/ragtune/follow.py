@@ -34,15 +34,7 @@ def follow(
     on_pass: PassHook | None = None,
     full: bool = False,
 ) -> None:
-    listener = NotifyListener()
-    by_channel: dict[str, str] = {}
-    for one in syncs:
-        if one.changelog is not None and one.source.dialect == "postgresql":
-            try:
-                listener.add(one.changelog)
-                by_channel[one.changelog.channel] = one.name
-            except Exception as exc:
-                log.warning("source %s: LISTEN failed (%s); polling instead", one.name, exc)
+    listener = Listener(syncs)
     due = {one.name: 0.0 for one in syncs}
     failures = dict.fromkeys(due, 0)
     first_pass = dict.fromkeys(due, True)
@@ -60,36 +52,73 @@ def follow(
                         on_pass(one.name, counts)
                 except BusyError:
                     pass  # another process syncs this source right now
-                except Exception as exc:
+                except Exception as exc:  # keep following the others
                     failures[one.name] += 1
                     delay = min(MAX_BACKOFF_S, poll_interval_s * 2 ** failures[one.name])
                     log.error(
                         "source %s: sync failed (%s); retrying in %.0fs", one.name, exc, delay
                     )
                 due[one.name] = time.monotonic() + delay
-            _wait(listener, by_channel, due, stop)
+            listener.wait_until_due(due, stop)
     finally:
         listener.close()
 
 
-def _wait(
-    listener: NotifyListener,
-    by_channel: dict[str, str],
-    due: dict[str, float],
-    stop: threading.Event,
-) -> None:
-    """Sleep until a source is due, a NOTIFY arrives, or a stop is requested."""
-    while not stop.is_set():
-        remaining = min(due.values()) - time.monotonic()
-        if remaining <= 0:
-            return
-        slice_s = min(remaining, WAIT_SLICE_S)
-        if listener:
-            fired = listener.wait(slice_s)
+class Listener:
+    """NOTIFY wake-ups for PostgreSQL changelog sources, re-established if the link drops."""
+
+    RETRY_S = 5.0
+
+    def __init__(self, syncs: Sequence[SourceSync]):
+        self.syncs = [
+            s for s in syncs if s.changelog is not None and s.source.dialect == "postgresql"
+        ]
+        self.by_channel = {s.changelog.channel: s.name for s in self.syncs if s.changelog}
+        self.notify = NotifyListener()
+        self.retry_at = 0.0
+        self.connect()
+
+    def connect(self) -> bool:
+        self.notify.close()
+        self.notify = NotifyListener()
+        for one in self.syncs:
+            assert one.changelog is not None
+            try:
+                self.notify.add(one.changelog)
+            except Exception as exc:  # polling still covers this source
+                log.warning("source %s: LISTEN failed (%s); polling until it works", one.name, exc)
+                self.notify.close()
+                self.retry_at = time.monotonic() + self.RETRY_S
+                return False
+        return bool(self.syncs)
+
+    def wait_until_due(self, due: dict[str, float], stop: threading.Event) -> None:
+        """Sleep until a source is due, a NOTIFY arrives, or a stop is requested."""
+        while not stop.is_set():
+            remaining = min(due.values()) - time.monotonic()
+            if remaining <= 0:
+                return
+            slice_s = min(remaining, WAIT_SLICE_S)
+            deaf = self.syncs and not self.notify and time.monotonic() >= self.retry_at
+            if deaf and self.connect():  # notifications sent while deaf are lost: sync now
+                for one in self.syncs:
+                    due[one.name] = 0.0
+                return
+            if not self.notify:
+                stop.wait(slice_s)
+                continue
+            try:
+                fired = self.notify.wait(slice_s)
+            except Exception as exc:  # the server went away: poll, re-listen
+                log.warning("LISTEN connection lost (%s); polling until it is back", exc)
+                self.notify.close()
+                self.retry_at = time.monotonic() + self.RETRY_S
+                continue
             if fired:
                 for channel in fired:
-                    if channel in by_channel:
-                        due[by_channel[channel]] = 0.0
+                    if channel in self.by_channel:
+                        due[self.by_channel[channel]] = 0.0
                 return
-        else:
-            stop.wait(slice_s)
+
+    def close(self) -> None:
+        self.notify.close()

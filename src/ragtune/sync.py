@@ -32,7 +32,7 @@ from ragtune.adapters.state import RunCounts, StateStore
 from ragtune.config import Params, SourceConfig
 from ragtune.core.chunking import chunk_document, fingerprint
 from ragtune.core.documents import Document, RowSpec, as_utc, document_from_row, metadata_tags
-from ragtune.core.ids import chunk_id, partition_of
+from ragtune.core.ids import chunk_hash, chunk_id, partition_of
 from ragtune.core.sync_plan import SyncPlan, plan_sync, surplus_chunks
 from ragtune.errors import BusyError, ConfigError
 
@@ -57,6 +57,8 @@ class PendingChunk:
     n: int
     text: str
     content_hash: str
+    chunk_hash: str
+    reusable: bool = False  # the index holds this key's chunk with this very text
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,17 @@ class Steps:
     capture: Callable[..., Batch | None]
     plan: Callable[..., SyncPlan]
     chunk: Callable[..., list[PendingChunk]]
-    embed: Callable[..., np.ndarray]
+    embed: Callable[..., Embedded]
     write: Callable[..., RunCounts]
     advance: Callable[..., RunCounts]
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """One vector per pending chunk, and how many of them were reused, not computed."""
+
+    vectors: np.ndarray
+    reused: int = 0
 
 
 @dataclass(frozen=True)
@@ -188,6 +198,8 @@ class SourceSync:
         pending: list[PendingChunk] = []
         for document in plan.upserts:
             digest = plan.hashes[document.key]
+            held = plan.ledger.get(document.key)
+            known = set(held.chunk_hashes.values()) if held is not None else set()
             for piece in chunk_document(
                 document.title,
                 document.body,
@@ -196,21 +208,43 @@ class SourceSync:
                 self.params.chunking.overlap_tokens,
                 document.format,
             ):
-                pending.append(PendingChunk(document, piece.n, piece.text, digest))
+                text_digest = chunk_hash(self.fingerprint, piece.text)
+                pending.append(
+                    PendingChunk(
+                        document, piece.n, piece.text, digest, text_digest, text_digest in known
+                    )
+                )
         return pending
 
-    def embed(self, chunks: Sequence[PendingChunk]) -> np.ndarray:
-        return self.embedder.encode([c.text for c in chunks])
+    def embed(self, chunks: Sequence[PendingChunk]) -> Embedded:
+        """Vectors for the chunks: stored ones where a chunk's text is already indexed
+        under its key (an edit re-embeds only the chunks it touched), new ones otherwise."""
+        reusable_keys = sorted({c.document.key for c in chunks if c.reusable})
+        stored = self.index.vectors(self.name, reusable_keys) if reusable_keys else {}
+        vectors: list[np.ndarray | None] = [
+            stored.get((c.document.key, c.chunk_hash)) if c.reusable else None for c in chunks
+        ]
+        missing = [i for i, v in enumerate(vectors) if v is None]
+        if missing:
+            encoded = self.embedder.encode([chunks[i].text for i in missing])
+            for row, i in enumerate(missing):
+                vectors[i] = encoded[row]
+        if not chunks:
+            return Embedded(np.zeros((0, 0), dtype=np.float32))
+        matrix = np.stack([v for v in vectors if v is not None]).astype(np.float32)
+        return Embedded(matrix, reused=len(chunks) - len(missing))
 
     def write(
-        self, plan: SyncPlan, chunks: Sequence[PendingChunk], vectors: np.ndarray
+        self, plan: SyncPlan, chunks: Sequence[PendingChunk], embedded: Embedded
     ) -> RunCounts:
         """Upsert new chunks, then drop surplus old ones, then delete vanished documents."""
+        vectors, reused = embedded.vectors, embedded.reused
         counts = RunCounts(
             upserted_docs=len(plan.upserts),
             deleted_docs=len(plan.deletes),
             unchanged_docs=len(plan.unchanged),
-            embedded_chunks=len(chunks),
+            embedded_chunks=len(chunks) - reused,
+            reused_chunks=reused,
         )
         indexed_at = dt.datetime.now(dt.UTC)
         if chunks:
@@ -224,6 +258,7 @@ class SourceSync:
                     text=c.text,
                     vector=vectors[i],
                     content_hash=c.content_hash,
+                    chunk_hash=c.chunk_hash,
                     changed_at=c.document.changed_at,
                     indexed_at=indexed_at,
                     tenant=c.document.tenant,
@@ -293,8 +328,8 @@ class SourceSync:
                 while (batch := step.capture(self)) is not None:
                     plan = step.plan(self, batch)
                     chunks = step.chunk(self, plan)
-                    vectors = step.embed(self, chunks)
-                    counts = step.write(self, plan, chunks, vectors)
+                    embedded = step.embed(self, chunks)
+                    counts = step.write(self, plan, chunks, embedded)
                     counts.add(step.advance(self, batch))
                     counts.batches, counts.changes = 1, len(batch.keys)
                     total.add(counts)

@@ -68,6 +68,7 @@ def record(
     metadata: dict[str, Any] | None = None,
     seed: int | None = None,
     changed_s: float = 0.0,
+    chunk_hash: str = "",
 ) -> ChunkRecord:
     meta = metadata if metadata is not None else {"section": "a"}
     return ChunkRecord(
@@ -83,6 +84,7 @@ def record(
         tenant=tenant,
         metadata=meta,
         meta_tags=metadata_tags(meta),
+        chunk_hash=chunk_hash or f"c-{key}-{chunk}-{text}",
     )
 
 
@@ -211,3 +213,18 @@ def test_stats_and_version(index: Any) -> None:
 def test_wrong_dimension_is_refused(index: Any) -> None:
     with pytest.raises(IndexStoreError):
         index.ensure(DIM + 1)
+
+
+def test_ledger_and_vectors_carry_chunk_hashes(index: Any) -> None:
+    index.upsert(
+        [
+            record("docs", "1", 0, "a", seed=11),
+            record("docs", "1", 1, "b", seed=12),
+            record("docs", "2", 0, "c", seed=13),
+        ]
+    )
+    assert dict(index.ledger("docs", ["1"])["1"].chunk_hashes) == {0: "c-1-0-a", 1: "c-1-1-b"}
+    vectors = index.vectors("docs", ["1"])
+    assert set(vectors) == {("1", "c-1-0-a"), ("1", "c-1-1-b")}
+    assert np.allclose(vectors[("1", "c-1-1-b")], unit(12), atol=1e-6)
+    assert index.vectors("docs", []) == {}

@@ -75,6 +75,20 @@ def test_postgres_notify_wakes_the_follower_at_once(
             lag = wait_for_key(params, str(key), 10)
             assert lag is not None, f"row {key} not indexed within 10 s despite NOTIFY"
             lags.append(lag)
+        # the server drops the LISTEN connection: the follower must listen again by itself
+        with postgres_db.engine.connect() as c:
+            c.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()"
+            )
+        time.sleep(0.5)
+        with postgres_db.engine.begin() as c:
+            c.execute(table.insert().values(id=99, title="after", body="the connection dropped"))
+        assert wait_for_key(params, "99", 20) is not None, "not re-listening after a dropped link"
+        with postgres_db.engine.begin() as c:
+            c.execute(table.insert().values(id=100, title="later", body="notified again"))
+        relisten_lag = wait_for_key(params, "100", 10)
+        assert relisten_lag is not None and relisten_lag < 5
     finally:
         stop.set()
         follower.join(timeout=30)

@@ -163,3 +163,46 @@ def _in_thread(work: Any) -> Any:
     if "error" in result:
         raise result["error"]
     return result["value"]
+
+
+def test_an_edit_re_embeds_only_the_chunks_it_touched(
+    sqlite_db: Database, tmp_path: Path, embedder: Any
+) -> None:
+    import numpy as np
+
+    from ragtune.adapters.index.lance import LanceIndex
+
+    params, table = setup_source(sqlite_db, tmp_path, "changelog", rows=3)
+    paragraphs = [f"Section {p} explains topic {p}. " + f"detail{p} " * 60 for p in range(12)]
+    with sqlite_db.engine.begin() as c:
+        c.execute(table.insert().values(row(7, body="\n\n".join(paragraphs))))
+    sync_once(params, embedder)
+    before = LanceIndex(params.index).vectors("docs", ["7"])
+    assert len(before) >= 10
+
+    paragraphs[5] = "Section 5 was rewritten entirely with new words about replication. " * 3
+    with sqlite_db.engine.begin() as c:
+        c.execute(
+            table.update()
+            .where(table.c.id == 7)
+            .values(body="\n\n".join(paragraphs), updated_at=now())
+        )
+    counts = sync_once(params, embedder)
+    assert counts.upserted_docs == 1
+    assert 1 <= counts.embedded_chunks <= 3, counts
+    assert counts.reused_chunks >= len(before) - 3
+    assert_index_matches(sqlite_db, params, embedder)
+
+    index = LanceIndex(params.index)
+    rows = (
+        index.table.search()
+        .where("key = '7'")
+        .select(["text", "vector", "chunk_hash"])
+        .limit(None)
+        .to_arrow()
+    )
+    stored = np.stack(rows["vector"].to_numpy(zero_copy_only=False))
+    fresh = embedder.encode(rows["text"].to_pylist())
+    assert float(np.min(np.sum(stored * fresh, axis=1))) > 0.99  # every vector belongs to its text
+    kept = set(before) & {("7", h) for h in rows["chunk_hash"].to_pylist()}
+    assert len(kept) >= len(before) - 3

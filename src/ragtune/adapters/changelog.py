@@ -233,10 +233,13 @@ def _string_literal(source: SqlSource, value: str) -> str:
 
 
 class NotifyListener:
-    """LISTENs on PostgreSQL channels; `wait` returns the channels that were notified."""
+    """LISTENs on PostgreSQL channels; `wait` returns the channels that were notified.
+
+    A connection the server dropped makes `wait` raise; `close` always succeeds.
+    """
 
     def __init__(self) -> None:
-        self._connections: list[tuple[Any, str]] = []
+        self._connections: list[tuple[Any, int]] = []
         self._selector = selectors.DefaultSelector()
 
     def add(self, changelog: Changelog) -> None:
@@ -248,8 +251,9 @@ class NotifyListener:
             url.render_as_string(hide_password=False), autocommit=True, connect_timeout=10
         )
         connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(changelog.channel)))
-        self._connections.append((connection, changelog.channel))
-        self._selector.register(connection.fileno(), selectors.EVENT_READ, connection)
+        descriptor = connection.fileno()
+        self._connections.append((connection, descriptor))
+        self._selector.register(descriptor, selectors.EVENT_READ, connection)
 
     def __bool__(self) -> bool:
         return bool(self._connections)
@@ -260,16 +264,16 @@ class NotifyListener:
         if not self._connections:
             return fired
         for key, _ in self._selector.select(timeout):
-            connection = key.data
-            for notify in connection.notifies(timeout=0.0):
+            for notify in key.data.notifies(timeout=0.0):
                 fired.add(notify.channel)
         return fired
 
     def close(self) -> None:
-        for connection, _ in self._connections:
+        for connection, descriptor in self._connections:
             with contextlib.suppress(KeyError, ValueError):
-                self._selector.unregister(connection.fileno())
-            connection.close()
+                self._selector.unregister(descriptor)
+            with contextlib.suppress(Exception):
+                connection.close()
         self._connections.clear()
 
 

@@ -59,6 +59,7 @@ class RunCounts:
     deleted_docs: int = 0
     unchanged_docs: int = 0
     embedded_chunks: int = 0
+    reused_chunks: int = 0
     written_chunks: int = 0
     index_writes: int = 0
     acked: int = 0

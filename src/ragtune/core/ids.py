@@ -39,6 +39,11 @@ def content_hash(
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 
 
+def chunk_hash(fingerprint: str, text: str) -> str:
+    """Hash of one chunk's text under a model and chunker: equal hashes, equal vectors."""
+    return hashlib.sha256(f"{fingerprint}\x1f{text}".encode()).hexdigest()[:32]
+
+
 def partition_of(key: str, count: int) -> int:
     """Stable partition of a key among `count` parallel consumers."""
     if count <= 1:

@@ -16,9 +16,11 @@ from ragtune.core.documents import Document
 
 @dataclass(frozen=True)
 class IndexedDoc:
-    """What the index holds for one key: the hash of each chunk, by chunk number."""
+    """What the index holds for one key, by chunk number: the document's content hash as
+    each chunk recorded it, and the hash of each chunk's own text (for vector reuse)."""
 
     hashes: Mapping[int, str]
+    chunk_hashes: Mapping[int, str] = field(default_factory=dict)
 
     @property
     def chunks(self) -> int:

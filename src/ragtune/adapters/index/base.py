@@ -32,6 +32,7 @@ class ChunkRecord:
     tenant: str | None
     metadata: Mapping[str, Any]
     meta_tags: Sequence[str]
+    chunk_hash: str = ""
 
     @property
     def metadata_json(self) -> str:
@@ -96,6 +97,10 @@ class VectorIndex(Protocol):
 
     def keys(self, source: str) -> set[str]:
         """Every key of a source that has at least one chunk."""
+        ...
+
+    def vectors(self, source: str, keys: Sequence[str]) -> dict[tuple[str, str], np.ndarray]:
+        """(key, chunk_hash) -> stored vector, for every chunk of these keys."""
         ...
 
     def vector_search(self, vector: np.ndarray, k: int, where: SearchFilter) -> list[SearchHit]: ...

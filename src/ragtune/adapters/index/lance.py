@@ -58,6 +58,7 @@ def chunk_schema(dimension: int) -> pa.Schema:
             pa.field("text", pa.string(), nullable=False),
             pa.field("vector", pa.list_(pa.float32(), dimension), nullable=False),
             pa.field("content_hash", pa.string(), nullable=False),
+            pa.field("chunk_hash", pa.string(), nullable=False),
             pa.field("changed_at", utc, nullable=False),
             pa.field("indexed_at", utc, nullable=False),
             pa.field("tenant", pa.string(), nullable=True),
@@ -94,6 +95,7 @@ class LanceIndex:
         self._db: Any = None
         self._table: Any = None
         self._writes = 0
+        self._indexed: set[str] = set()
 
     # -- connection -----------------------------------------------------------------------
 
@@ -124,6 +126,11 @@ class LanceIndex:
 
     def ensure(self, dimension: int) -> None:
         if self.table is not None:
+            if self.table.schema != chunk_schema(self.table.schema.field("vector").type.list_size):
+                raise IndexStoreError(
+                    f"index at {self.path} was written by another ragtune version; remove the "
+                    "folder (or set another index.path) and run `ragtune sync --full`"
+                )
             held = self.table.schema.field("vector").type.list_size
             if held != dimension:
                 raise IndexStoreError(
@@ -159,6 +166,7 @@ class LanceIndex:
                     len(unique[0].vector),
                 ),
                 "content_hash": [r.content_hash for r in unique],
+                "chunk_hash": [r.chunk_hash for r in unique],
                 "changed_at": pa.array(
                     [r.changed_at for r in unique], pa.timestamp("us", tz="UTC")
                 ),
@@ -245,25 +253,47 @@ class LanceIndex:
     def _scan(self, where: str, columns: list[str]) -> pa.Table:
         return self.table.search().where(where).select(columns).limit(None).to_arrow()
 
+    def _rows_of_keys(self, source: str, keys: Sequence[str], columns: list[str]) -> list[pa.Table]:
+        unique = sorted(set(keys))
+        return [
+            self._scan(
+                f"source = {sql_literal(source)} AND key IN {in_list(unique[start : start + IN_LIST])}",
+                columns,
+            )
+            for start in range(0, len(unique), IN_LIST)
+        ]
+
     def ledger(self, source: str, keys: Sequence[str]) -> dict[str, IndexedDoc]:
         if self.table is None or not keys:
             return {}
-        found: dict[str, dict[int, str]] = {}
-        unique = sorted(set(keys))
-        for start in range(0, len(unique), IN_LIST):
-            part = unique[start : start + IN_LIST]
-            rows = self._scan(
-                f"source = {sql_literal(source)} AND key IN {in_list(part)}",
-                ["key", "chunk", "content_hash"],
-            )
-            for key, chunk, digest in zip(
+        found: dict[str, tuple[dict[int, str], dict[int, str]]] = {}
+        for rows in self._rows_of_keys(
+            source, keys, ["key", "chunk", "content_hash", "chunk_hash"]
+        ):
+            for key, chunk, digest, text_digest in zip(
                 rows["key"].to_pylist(),
                 rows["chunk"].to_pylist(),
                 rows["content_hash"].to_pylist(),
+                rows["chunk_hash"].to_pylist(),
                 strict=True,
             ):
-                found.setdefault(key, {})[chunk] = digest
-        return {key: IndexedDoc(hashes) for key, hashes in found.items()}
+                hashes, chunk_hashes = found.setdefault(key, ({}, {}))
+                hashes[chunk], chunk_hashes[chunk] = digest, text_digest
+        return {key: IndexedDoc(h, c) for key, (h, c) in found.items()}
+
+    def vectors(self, source: str, keys: Sequence[str]) -> dict[tuple[str, str], np.ndarray]:
+        if self.table is None or not keys:
+            return {}
+        found: dict[tuple[str, str], np.ndarray] = {}
+        for rows in self._rows_of_keys(source, keys, ["key", "chunk_hash", "vector"]):
+            dimension = rows.schema.field("vector").type.list_size
+            flat = rows["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            matrix = flat.reshape(-1, dimension).astype(np.float32)
+            for i, (key, text_digest) in enumerate(
+                zip(rows["key"].to_pylist(), rows["chunk_hash"].to_pylist(), strict=True)
+            ):
+                found[(key, text_digest)] = matrix[i]
+        return found
 
     def keys(self, source: str) -> set[str]:
         if self.table is None:
@@ -331,7 +361,13 @@ class LanceIndex:
         return self._hits(rows, "_score", float)
 
     def _has_index(self, column: str) -> bool:
-        return any(tuple(i.columns) == (column,) for i in self.table.list_indices())
+        """Whether the table has an index on `column` (indexes are never dropped: cached)."""
+        if column in self._indexed:
+            return True
+        if any(tuple(i.columns) == (column,) for i in self.table.list_indices()):
+            self._indexed.add(column)
+            return True
+        return False
 
     def stats(self, source: str) -> SourceStats:
         if self.table is None:

@@ -69,6 +69,7 @@ class WeaviateIndex:
                 "check index.url and that the server runs"
             ) from None
         self._collection: Any = None
+        self._ensured: int | None = None
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -94,6 +95,8 @@ class WeaviateIndex:
             VectorDistances,
         )
 
+        if self._ensured == dimension:
+            return
         if self.client.collections.exists(self.name):
             description = self.client.collections.use(self.name).config.get().description or ""
             if f"dim={dimension}" not in description:
@@ -101,6 +104,7 @@ class WeaviateIndex:
                     f"Weaviate collection {self.name} was built for other vectors ({description}); "
                     "use another index.collection or delete it"
                 )
+            self._ensured = dimension
             return
 
         def field(name: str, kind: Any = DataType.TEXT) -> Any:
@@ -123,6 +127,7 @@ class WeaviateIndex:
                     index_filterable=False,
                 ),
                 field("content_hash"),
+                field("chunk_hash"),
                 Property(name="changed_at", data_type=DataType.DATE),
                 Property(name="indexed_at", data_type=DataType.DATE),
                 field("tenant"),
@@ -140,6 +145,7 @@ class WeaviateIndex:
                 )
             ),
         )
+        self._ensured = dimension
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -158,6 +164,7 @@ class WeaviateIndex:
                         "chunk": r.chunk,
                         "text": r.text,
                         "content_hash": r.content_hash,
+                        "chunk_hash": r.chunk_hash,
                         "changed_at": r.changed_at,
                         "indexed_at": r.indexed_at,
                         "tenant": r.tenant if r.tenant is not None else PUBLIC_TENANT,
@@ -208,26 +215,43 @@ class WeaviateIndex:
 
     # -- reads ----------------------------------------------------------------------------
 
-    def ledger(self, source: str, keys: Sequence[str]) -> dict[str, IndexedDoc]:
+    def _objects_of_keys(self, source: str, keys: Sequence[str], vectors: bool) -> list[Any]:
         from weaviate.classes.query import Filter
 
         if not self.exists():
-            return {}
-        found: dict[str, dict[int, str]] = {}
+            return []
+        objects: list[Any] = []
         unique = sorted(set(keys))
         for start in range(0, len(unique), KEY_CHUNK):
             result = self.collection.query.fetch_objects(
                 filters=Filter.by_property("source").equal(source)
                 & Filter.by_property("key").contains_any(unique[start : start + KEY_CHUNK]),
                 limit=FETCH_LIMIT,
-                return_properties=["key", "chunk", "content_hash"],
+                include_vector=vectors,
+                return_properties=["key", "chunk", "content_hash", "chunk_hash"],
             )
             if len(result.objects) >= FETCH_LIMIT:
                 raise IndexStoreError("too many chunks per key batch; lower sync.batch_size")
-            for obj in result.objects:
-                p = obj.properties
-                found.setdefault(str(p["key"]), {})[int(p["chunk"])] = str(p["content_hash"])
-        return {key: IndexedDoc(hashes) for key, hashes in found.items()}
+            objects += result.objects
+        return objects
+
+    def ledger(self, source: str, keys: Sequence[str]) -> dict[str, IndexedDoc]:
+        found: dict[str, tuple[dict[int, str], dict[int, str]]] = {}
+        for obj in self._objects_of_keys(source, keys, vectors=False):
+            p = obj.properties
+            hashes, chunk_hashes = found.setdefault(str(p["key"]), ({}, {}))
+            hashes[int(p["chunk"])] = str(p["content_hash"])
+            chunk_hashes[int(p["chunk"])] = str(p.get("chunk_hash") or "")
+        return {key: IndexedDoc(h, c) for key, (h, c) in found.items()}
+
+    def vectors(self, source: str, keys: Sequence[str]) -> dict[tuple[str, str], np.ndarray]:
+        found: dict[tuple[str, str], np.ndarray] = {}
+        for obj in self._objects_of_keys(source, keys, vectors=True):
+            vector = obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
+            if vector is not None:
+                key = (str(obj.properties["key"]), str(obj.properties.get("chunk_hash") or ""))
+                found[key] = np.asarray(vector, dtype=np.float32)
+        return found
 
     def keys(self, source: str) -> set[str]:
         if not self.exists():
