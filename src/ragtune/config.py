@@ -113,6 +113,9 @@ class IndexConfig(Section):
     ann: AnnConfig = AnnConfig()
     optimize_every: int = Field(20, ge=1, description="lancedb: compact after this many writes")
     keep_versions_s: float = Field(3600.0, ge=0, description="lancedb: keep old versions this long")
+    optimize_unindexed_rows: int = Field(
+        1000, ge=1, description="lancedb: fold new rows into the indexes past this many"
+    )
 
     @model_validator(mode="after")
     def _check_backend(self) -> IndexConfig:

@@ -84,3 +84,15 @@ def test_ann_recall_against_exact_search(tmp_path: Path) -> None:
     fresh = clustered_vectors(rng, 1, centers)  # written after the index: still found
     index.upsert(records(fresh, ROWS))
     assert index.vector_search(fresh[0], 1, SearchFilter())[0].key == str(ROWS)
+
+
+def test_many_new_rows_are_folded_into_the_indexes(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    index = LanceIndex(IndexConfig(path=tmp_path / "index", optimize_unindexed_rows=500))
+    index.ensure(DIM)
+    centers = rng.normal(size=(5, DIM)).astype(np.float32)
+    for start in range(0, 2000, 250):  # the first write creates the indexes; later rows pile up
+        index.upsert(records(clustered_vectors(rng, 250, centers), start))
+        index.maintain()
+        assert index._unindexed() < 500
+    assert index.table.index_stats("text_idx").num_indexed_rows >= 1500

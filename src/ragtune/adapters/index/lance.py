@@ -223,7 +223,8 @@ class LanceIndex:
         self._writes += 1
 
     def maintain(self) -> None:
-        """Build the ANN index once the table is large enough; compact every N writes."""
+        """Build the ANN index once the table is large enough; compact and fold new rows
+        into the indexes every N writes, or sooner when many rows are still unindexed."""
         table = self.table
         if table is None:
             return
@@ -233,9 +234,18 @@ class LanceIndex:
                 self._create_scalar_indexes()
             if ("vector",) not in indexed and table.count_rows() >= self.config.ann.min_rows:
                 self.build_ann_index()
-            if self._writes >= self.config.optimize_every:
+            if self._writes >= self.config.optimize_every or self._unindexed() >= (
+                self.config.optimize_unindexed_rows
+            ):
                 table.optimize(cleanup_older_than=dt.timedelta(seconds=self.config.keep_versions_s))
                 self._writes = 0
+
+    def _unindexed(self) -> int:
+        """Rows written since the full-text index last took them in (searched flat till then)."""
+        if not self._has_index("text"):
+            return 0
+        stats = self.table.index_stats("text_idx")
+        return int(stats.num_unindexed_rows) if stats is not None else 0
 
     def build_ann_index(self) -> None:
         from lancedb.index import HnswSq, IvfPq
