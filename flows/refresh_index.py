@@ -56,6 +56,7 @@ def step_tasks(params: Params) -> Steps:
     return Steps(
         capture=as_task("capture", DIRECT_STEPS.capture),
         plan=as_task("plan", DIRECT_STEPS.plan),
+        validate=as_task("validate", DIRECT_STEPS.validate),
         chunk=as_task("chunk", DIRECT_STEPS.chunk),
         embed=as_task("embed", DIRECT_STEPS.embed),
         write=as_task("write", DIRECT_STEPS.write),
@@ -65,9 +66,15 @@ def step_tasks(params: Params) -> Steps:
 
 @flow(name="refresh_index")
 def refresh_index(
-    params_path: str = "params.yaml", source: str | None = None, full: bool = False
+    params_path: str = "params.yaml",
+    source: str | None = None,
+    full: bool = False,
+    allow_mass_delete: bool = False,
 ) -> dict[str, dict[str, int]]:
-    """Bring the index in step with every source (or one): inserts, updates, deletes."""
+    """Bring the index in step with every source (or one): inserts, updates, deletes.
+
+    A batch failing the quality gate ends the run Failed, naming the expectation and the
+    numbers; `allow_mass_delete` lets a deliberate mass delete through the guard."""
     logger = get_run_logger()
     params = load_params(params_path)
     ensure_source_limits(params)
@@ -76,7 +83,7 @@ def refresh_index(
     syncs: list[SourceSync] = open_syncs(params, source)
     for one in syncs:
         with source_slot(one.name, params.sync.flow_slot_timeout_s):
-            counts = one.run(full=full, steps=steps)
+            counts = one.run(full=full, steps=steps, allow_mass_delete=allow_mass_delete)
         summary[one.name] = counts.summary()
         logger.info("source %s: %s", one.name, summary[one.name])
         one.source.close()

@@ -91,7 +91,7 @@ def documents_table(metadata: sa.MetaData | None = None, name: str = "documents"
         metadata or sa.MetaData(),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("title", sa.String(200)),
-        sa.Column("body", sa.Text),
+        sa.Column("body", sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")),
         sa.Column("section", sa.String(50)),
         sa.Column("tenant", sa.String(50)),
         sa.Column("deleted", sa.Integer, nullable=False, server_default="0"),
@@ -112,6 +112,7 @@ def write_params(
     table: str = "documents",
     extra: str = "",
     source_extra: str = "",
+    quality: str = "",
 ) -> Path:
     workspace.mkdir(parents=True, exist_ok=True)
     path = workspace / "params.yaml"
@@ -135,6 +136,7 @@ sync:
   batch_size: 64
   poll_interval_s: 0.2
 {extra}
+{quality}
 """
     )
     return path

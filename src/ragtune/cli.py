@@ -141,6 +141,10 @@ def sync(
         str, typer.Option(help="I/N: process only key partition I of N (parallel consumers)")
     ] = "0/1",
     as_json: Annotated[bool, typer.Option("--json", help="print the run counts as JSON")] = False,
+    allow_mass_delete: Annotated[
+        bool,
+        typer.Option(help="let a batch delete more than quality.max_delete_fraction of a source"),
+    ] = False,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Bring the index in step with the sources: inserts, updates and deletes.
@@ -155,7 +159,7 @@ def sync(
     loaded = _load(params)
     part = _parse_partition(partition)
     if follow:
-        _follow(loaded, source, part, full)
+        _follow(loaded, source, part, full, allow_mass_delete)
         return
     from ragtune.adapters.state import RunCounts
 
@@ -165,7 +169,7 @@ def sync(
         syncs = open_syncs(loaded, source, Partition(*part), progress)
         totals: dict[str, Any] = {}
         for one in syncs:
-            counts: RunCounts = one.run(full=full)
+            counts: RunCounts = one.run(full=full, allow_mass_delete=allow_mass_delete)
             totals[one.name] = counts.summary()
     if as_json:
         print(json.dumps({"sources": totals}))
@@ -193,7 +197,9 @@ def _describe_counts(name: str, c: dict[str, int]) -> str:
     )
 
 
-def _follow(params: Any, source: str | None, part: tuple[int, int], full: bool) -> None:
+def _follow(
+    params: Any, source: str | None, part: tuple[int, int], full: bool, allow_mass_delete: bool
+) -> None:
     from ragtune.follow import follow
     from ragtune.sync import Partition
     from ragtune.workspace import open_syncs
@@ -216,7 +222,14 @@ def _follow(params: Any, source: str | None, part: tuple[int, int], full: bool) 
             err.print(f"{time.strftime('%H:%M:%S')} " + _describe_counts(name, counts.summary()))
 
     try:
-        follow(syncs, params.sync.poll_interval_s, stop, on_pass=report, full=full)
+        follow(
+            syncs,
+            params.sync.poll_interval_s,
+            stop,
+            on_pass=report,
+            full=full,
+            allow_mass_delete=allow_mass_delete,
+        )
     finally:
         signal.signal(signal.SIGINT, previous)
     err.print("stopped cleanly")
@@ -345,6 +358,43 @@ def _print_hits(result: Any) -> None:
     out.print(table)
 
 
+# -- quarantine -----------------------------------------------------------------------------
+
+
+@app.command()
+def quarantine(
+    source: Annotated[str | None, typer.Option("--source", "-s", help="only this source")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="a JSON list of objects")] = False,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Rows the quality gate held back, with the reasons. A row is released by itself
+    once the source fixes it (its next change is validated again)."""
+    from ragtune.workspace import open_state
+
+    loaded = _load(params)
+    if source is not None:
+        loaded.source(source)
+    held = open_state(loaded).quarantined(source)
+    if as_json:
+        print(json.dumps(held))
+        return
+    if not held:
+        out.print("no quarantined rows")
+        return
+    table = Table(title=f"{len(held)} quarantined rows")
+    for column in ("source", "key", "reasons", "first seen", "last seen"):
+        table.add_column(column)
+    for row in held:
+        table.add_row(
+            row["source"],
+            row["key"],
+            "; ".join(row["reasons"]),
+            row["first_seen"],
+            row["last_seen"],
+        )
+    out.print(table)
+
+
 # -- status ---------------------------------------------------------------------------------
 
 
@@ -367,6 +417,7 @@ def status(
         "documents",
         "chunks",
         "pending",
+        "quarantined",
         "lag p50 s",
         "lag p95 s",
         "as of",
@@ -379,6 +430,7 @@ def status(
             str(s["documents"]),
             str(s["chunks"]),
             str(s.get("pending", "")) if s.get("error") is None else f"[red]{s['error']}[/]",
+            str(s["quarantined"]),
             str(s["lag_p50_s"]),
             str(s["lag_p95_s"]),
             str(s["as_of"]),
@@ -386,6 +438,10 @@ def status(
     out.print(table)
     index = report["index"]
     out.print(f"index: {index['backend']} version {index['version']} at {index['location']}")
+    quality = report["quality"]
+    if quality["latest_validation"]:
+        out.print(f"quality: latest validation file://{quality['latest_validation']}")
+        out.print(f"         Data Docs file://{quality['data_docs']}")
     for run in report["last_runs"]:
         out.print(
             f"  run {run['id']} {run['source']} {run['kind']} {run['status']} "

@@ -61,6 +61,22 @@ class SourceConfig(Section):
     tenant: str | None = None
     capture: Literal["changelog", "cursor"] = "changelog"
     format: Literal["auto", "markdown", "rst", "text"] = "auto"
+    metadata_types: dict[
+        str,
+        Literal[
+            "int",
+            "float",
+            "decimal",
+            "str",
+            "bool",
+            "datetime",
+            "date",
+            "time",
+            "bytes",
+            "uuid",
+            "json",
+        ],
+    ] = Field(default_factory=dict, description="override the types read from the schema")
     lookback_s: float = Field(300.0, ge=0, description="cursor: re-read this far behind")
     reconcile_every_s: float = Field(3600.0, ge=0, description="cursor: key reconciliation")
 
@@ -81,6 +97,11 @@ class SourceConfig(Section):
     def _check_capture(self) -> SourceConfig:
         if self.capture == "cursor" and not self.updated_at:
             raise ValueError("capture: cursor needs `updated_at: <column>`")
+        unknown = sorted(set(self.metadata_types) - set(self.metadata))
+        if unknown:
+            raise ValueError(
+                f"metadata_types names columns not in `metadata`: {', '.join(unknown)}"
+            )
         return self
 
     def columns(self) -> list[str]:
@@ -164,6 +185,41 @@ class SearchConfig(Section):
     rrf_k: int = Field(60, ge=1)
 
 
+class TrainingQualityConfig(Section):
+    """The training-snapshot suite (used by the `validate` stage)."""
+
+    min_question_chars: int = Field(8, ge=1)
+    max_question_chars: int = Field(1000, ge=1)
+    min_answer_chars: int = Field(1, ge=1)
+    max_answer_chars: int = Field(8000, ge=1)
+    min_rows: int = Field(20, ge=1)
+
+
+class QualityConfig(Section):
+    """Great Expectations gates in front of the index and in front of training."""
+
+    enabled: bool = True
+    min_text_chars: int = Field(1, ge=1, description="indexed text after stripping")
+    max_text_chars: int = Field(1_000_000, ge=1)
+    too_long: Literal["chunk", "quarantine"] = Field(
+        "chunk", description="a document over max_text_chars: chunk it anyway, or quarantine it"
+    )
+    empty_text: Literal["quarantine", "delete"] = Field(
+        "quarantine", description="a row whose text is blank: quarantine it, or delete it"
+    )
+    batch_max_rows: int = Field(100_000, ge=1)
+    max_delete_fraction: float = Field(0.2, ge=0, le=1)
+    mass_delete_min_documents: int = Field(
+        20, ge=0, description="the mass-delete guard applies from this many indexed documents"
+    )
+    keep_validations: int = Field(200, ge=1, description="stored results per suite")
+    docs_index_limit: int = Field(30, ge=1, description="validations listed on the docs index")
+    docs_interval_s: float = Field(
+        15.0, ge=0, description="sync --follow renders Data Docs at most this often"
+    )
+    training: TrainingQualityConfig = TrainingQualityConfig()
+
+
 class DemoConfig(Section):
     sdist_dir: WorkspacePath = Path("data/demo/sdist")
     source: str = "docs"
@@ -184,6 +240,7 @@ class Params(Section):
     chunking: ChunkingConfig = ChunkingConfig()
     sync: SyncConfig = SyncConfig()
     search: SearchConfig = SearchConfig()
+    quality: QualityConfig = QualityConfig()
     demo: DemoConfig = DemoConfig()
 
     @field_validator("sources")

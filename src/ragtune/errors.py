@@ -35,3 +35,9 @@ class BusyError(RagtuneError):
     """Another process holds the lock this command needs."""
 
     exit_code = 5
+
+
+class QualityGateError(RagtuneError):
+    """A change batch or training snapshot failed a batch-level expectation."""
+
+    exit_code = 6

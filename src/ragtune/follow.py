@@ -33,8 +33,12 @@ def follow(
     stop: threading.Event,
     on_pass: PassHook | None = None,
     full: bool = False,
+    allow_mass_delete: bool = False,
 ) -> None:
     listener = Listener(syncs)
+    for one in syncs:  # Data Docs at most every docs_interval_s while following
+        if one.gate is not None:
+            one.gate.docs_interval_s = one.params.quality.docs_interval_s
     due = {one.name: 0.0 for one in syncs}
     failures = dict.fromkeys(due, 0)
     first_pass = dict.fromkeys(due, True)
@@ -45,7 +49,11 @@ def follow(
                     continue
                 delay = poll_interval_s
                 try:
-                    counts = one.run(full=full and first_pass[one.name], stop=stop)
+                    counts = one.run(
+                        full=full and first_pass[one.name],
+                        stop=stop,
+                        allow_mass_delete=allow_mass_delete,
+                    )
                     first_pass[one.name] = False
                     failures[one.name] = 0
                     if on_pass is not None:
@@ -62,6 +70,9 @@ def follow(
             listener.wait_until_due(due, stop)
     finally:
         listener.close()
+        for one in syncs:
+            if one.gate is not None:
+                one.gate.build_docs(force=True)
 
 
 class Listener:

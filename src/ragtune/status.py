@@ -6,6 +6,7 @@ import datetime as dt
 from typing import Any
 
 from ragtune.adapters.changelog import Changelog
+from ragtune.adapters.quality import latest_page
 from ragtune.adapters.sources import SqlSource
 from ragtune.config import Params
 from ragtune.core.freshness import lag_summary
@@ -28,6 +29,7 @@ def collect_status(params: Params) -> dict[str, Any]:
                 **lag_summary(stats.lags_s),
                 "as_of": _iso(saved.as_of),
                 "pending": None,
+                "quarantined": len(state.quarantined(name)),
                 "error": None,
             }
             entry.update(_pending(name, config))
@@ -41,10 +43,23 @@ def collect_status(params: Params) -> dict[str, Any]:
                 "location": location,
             },
             "workspace": str(params.workspace.path),
+            "quality": _quality(params),
             "last_runs": state.last_runs(),
         }
     finally:
         index.close()
+
+
+def _quality(params: Params) -> dict[str, Any]:
+    """Where the Data Docs are: the site's index and the newest validation page."""
+    site_index = params.workspace.path / "quality" / "gx" / "uncommitted" / "data_docs"
+    site_index = site_index / "local_site" / "index.html"
+    page = latest_page(params.workspace.path)
+    return {
+        "enabled": params.quality.enabled,
+        "data_docs": str(site_index) if site_index.is_file() else None,
+        "latest_validation": str(page) if page else None,
+    }
 
 
 def _pending(name: str, config: Any) -> dict[str, Any]:

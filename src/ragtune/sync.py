@@ -18,7 +18,7 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,14 +27,16 @@ from filelock import FileLock, Timeout
 from ragtune.adapters.changelog import Changelog, installed_or_fail
 from ragtune.adapters.embeddings import Embedder
 from ragtune.adapters.index.base import ChunkRecord, VectorIndex
+from ragtune.adapters.quality import QualityGate
 from ragtune.adapters.sources import SqlSource
 from ragtune.adapters.state import RunCounts, StateStore
 from ragtune.config import Params, SourceConfig
 from ragtune.core.chunking import chunk_document, fingerprint
 from ragtune.core.documents import Document, RowSpec, as_utc, document_from_row, metadata_tags
 from ragtune.core.ids import chunk_hash, chunk_id, partition_of
+from ragtune.core.quality import batch_summary, change_rows
 from ragtune.core.sync_plan import SyncPlan, plan_sync, surplus_chunks
-from ragtune.errors import BusyError, ConfigError
+from ragtune.errors import BusyError, ConfigError, QualityGateError
 
 ProgressHook = Callable[[str, int, int | None], None]  # (source, docs done, total or None)
 
@@ -49,6 +51,7 @@ class Batch:
     rows: Mapping[str, Mapping[str, Any]] | None = None  # pre-read rows ("rows" batches)
     ack_ids: list[int] = field(default_factory=list)
     advance: dict[str, Any] = field(default_factory=dict)  # state fields to save afterwards
+    duplicates: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list)  # same key text
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class Steps:
 
     capture: Callable[..., Batch | None]
     plan: Callable[..., SyncPlan]
+    validate: Callable[..., SyncPlan]
     chunk: Callable[..., list[PendingChunk]]
     embed: Callable[..., Embedded]
     write: Callable[..., RunCounts]
@@ -119,6 +123,7 @@ class SourceSync:
         state: StateStore,
         partition: Partition = Partition(),
         progress: ProgressHook | None = None,
+        gate: QualityGate | None = None,
     ):
         self.name = name
         self.params = params
@@ -129,6 +134,11 @@ class SourceSync:
         self.state = state
         self.partition = partition
         self.progress = progress
+        self.gate = gate
+        self.allow_mass_delete = False
+        self.declared = source.declared_types()
+        self._indexed: int | None = None
+        self._deleted_in_pass = 0
         self.spec = row_spec(self.config)
         self.fingerprint = fingerprint(
             params.embeddings.model, params.chunking.max_tokens, params.chunking.overlap_tokens
@@ -154,6 +164,8 @@ class SourceSync:
         self._caught_up_at = None
         self._done = 0
         self._total = None
+        self._indexed = None
+        self._deleted_in_pass = 0
         if self.progress is not None:
             if self._full:
                 self._total = self.source.count()
@@ -169,7 +181,11 @@ class SourceSync:
         """Re-read the batch's keys: documents for present rows, keys whose rows are gone."""
         rows = batch.rows if batch.rows is not None else self.source.read_rows(batch.keys)
         now = dt.datetime.now(dt.UTC)
-        present: list[Document] = []
+        present: list[Document] = [
+            d
+            for key, row in batch.duplicates
+            if (d := document_from_row(self.name, self.spec, row, now)) is not None
+        ]
         absent: list[str] = []
         for key in batch.keys:
             row = rows.get(key)
@@ -178,7 +194,7 @@ class SourceSync:
                 document = document_from_row(
                     self.name, self.spec, row, batch.changed_at.get(key, now)
                 )
-            if document is None or not document.text.strip():
+            if document is None:
                 absent.append(key)
             else:
                 present.append(document)
@@ -189,6 +205,64 @@ class SourceSync:
         keys = [d.key for d in present] + list(absent)
         ledger = self.index.ledger(self.name, keys) if keys else {}
         return plan_sync(present, absent, ledger, self.fingerprint)
+
+    def validate(self, plan: SyncPlan) -> SyncPlan:
+        """The quality gate: rows failing a row-level expectation are quarantined (their
+        indexed version, if any, stays) and the rest go on; a failed batch-level
+        expectation (row count, mass-delete guard) refuses the batch: QualityGateError,
+        nothing written, position not advanced."""
+        quality = self.params.quality
+        upserts, deletes = list(plan.upserts), list(plan.deletes)
+        blank = [d for d in upserts if not d.text.strip()]
+        if blank and (not quality.enabled or quality.empty_text == "delete"):
+            upserts = [d for d in upserts if d.text.strip()]
+            deletes += [d.key for d in blank if d.key in plan.ledger and d.key not in deletes]
+        held: dict[str, list[str]] = {}
+        if quality.enabled:
+            assert self.gate is not None, "quality.enabled needs a QualityGate"
+            rows = change_rows(((d.key, d.text, d.raw_metadata) for d in upserts), self.declared)
+            summary = batch_summary(
+                rows=len(upserts) + len(deletes) + len(plan.unchanged),
+                deletes=len(deletes),
+                deleted_before=self._deleted_in_pass,
+                indexed=self._indexed_documents(),
+            )
+            report = self.gate.validate_changes(self.name, rows, summary, self.declared)
+            refusals = [
+                f for f in report.batch if not (self.allow_mass_delete and "guard" in f.reason)
+            ]
+            if refusals:
+                self._build_docs(force=True)
+                raise QualityGateError(
+                    f"source '{self.name}': batch refused by the quality gate: "
+                    f"{report.describe_batch()} ({summary['deletes']} deletes, "
+                    f"{summary['indexed_documents']} indexed documents, {summary['rows']} rows); "
+                    "nothing was written"
+                    + (
+                        "; rerun with --allow-mass-delete if intended"
+                        if any("guard" in f.reason for f in refusals)
+                        else ""
+                    )
+                )
+            held = report.rows
+            upserts = [d for d in upserts if d.key not in held]
+            self.state.quarantine(self.name, held)
+        passed = [d.key for d in upserts] + deletes + list(plan.unchanged)
+        passed += [k for k in plan.hashes if k not in held and k not in passed]
+        self.state.release(self.name, sorted(set(passed) - set(held)))
+        self._deleted_in_pass += len(deletes)
+        return replace(
+            plan, upserts=tuple(upserts), deletes=tuple(deletes), quarantined=tuple(sorted(held))
+        )
+
+    def _indexed_documents(self) -> int:
+        if self._indexed is None:
+            self._indexed = self.index.stats(self.name).documents
+        return self._indexed
+
+    def _build_docs(self, force: bool = False) -> None:
+        if self.gate is not None:
+            self.gate.build_docs(force=force)
 
     def chunk(self, plan: SyncPlan) -> list[PendingChunk]:
         """Token-aware chunks of every document to upsert."""
@@ -303,7 +377,9 @@ class SourceSync:
         return counts
 
     def finish(self) -> None:
-        """Record up to when the index is known current (the last empty capture read)."""
+        """Record up to when the index is known current (the last empty capture read);
+        render the Data Docs of this pass's validations."""
+        self._build_docs()
         if self._caught_up_at is not None:
             saved = self.state.load(self.name)
             saved.as_of = self._caught_up_at
@@ -312,7 +388,11 @@ class SourceSync:
     # -- the whole pass -------------------------------------------------------------------
 
     def run(
-        self, full: bool = False, stop: threading.Event | None = None, steps: Steps | None = None
+        self,
+        full: bool = False,
+        stop: threading.Event | None = None,
+        steps: Steps | None = None,
+        allow_mass_delete: bool = False,
     ) -> RunCounts:
         """One pass under the source lock: every batch until caught up (or asked to stop).
 
@@ -320,13 +400,14 @@ class SourceSync:
         sequence itself lives only here.
         """
         step = steps or DIRECT_STEPS
+        self.allow_mass_delete = allow_mass_delete
         with self.lock():
             run_id = self.state.start_run(self.name, "full" if full else "sync")
             total = RunCounts()
             try:
                 self.start(full)
                 while (batch := step.capture(self)) is not None:
-                    plan = step.plan(self, batch)
+                    plan = step.validate(self, step.plan(self, batch))
                     chunks = step.chunk(self, plan)
                     embedded = step.embed(self, chunks)
                     counts = step.write(self, plan, chunks, embedded)
@@ -339,6 +420,7 @@ class SourceSync:
                 self.finish()
             except BaseException as exc:
                 self.state.finish_run(run_id, "failed", total, f"{type(exc).__name__}: {exc}")
+                self._build_docs(force=True)
                 raise
             self.state.finish_run(run_id, "completed", total)
             return total
@@ -385,18 +467,27 @@ class SourceSync:
     def _full_batches(self) -> Iterator[Batch]:
         """Every row in key order, then the keys the index holds that the table does not."""
         started = time.time()
-        watermark = self.source.max_updated_at() if self.config.capture == "cursor" else None
+        watermark = (
+            _stamp(self.source.max_updated_at()) if self.config.capture == "cursor" else None
+        )
         seen: set[str] = set()
         for page in self.source.scan(self.params.sync.batch_size):
             now = dt.datetime.now(dt.UTC)  # a backfilled row is "changed" when it is read
-            rows = {}
+            rows: dict[str, Mapping[str, Any]] = {}
+            duplicates: list[tuple[str, Mapping[str, Any]]] = []
             for row in page:
                 key = str(self._key_of(row))
-                if self.partition.owns(key):
+                if not self.partition.owns(key):
+                    continue
+                if key in rows:  # e.g. 1 and '1' in an untyped SQLite key column
+                    duplicates.append((key, row))
+                else:
                     rows[key] = row
             seen.update(rows)
             if rows:
-                yield Batch("rows", list(rows), dict.fromkeys(rows, now), rows=rows)
+                yield Batch(
+                    "rows", list(rows), dict.fromkeys(rows, now), rows=rows, duplicates=duplicates
+                )
         orphans = sorted(k for k in self.index.keys(self.name) - seen if self.partition.owns(k))
         advance: dict[str, Any] = {"needs_full": False, "reconciled_at": started}
         if watermark is not None:
@@ -440,15 +531,11 @@ class SourceSync:
                 self._caught_up_at = read_at
                 break
             rows = {str(self._key_of(r)): r for r in page}
-            stamps = [
-                r[self.config.updated_at] for r in page if r[self.config.updated_at] is not None
-            ]
+            stamps = [s for r in page if (s := _stamp(r[self.config.updated_at])) is not None]
             if stamps:
                 watermark = max([*stamps, watermark]) if watermark is not None else max(stamps)
-            changed_at = {
-                k: as_utc(r[self.config.updated_at]) or dt.datetime.now(dt.UTC)
-                for k, r in rows.items()
-            }
+            now = dt.datetime.now(dt.UTC)
+            changed_at = {k: _as_time(r[self.config.updated_at]) or now for k, r in rows.items()}
             last = page[-1]
             after = (last[self.config.updated_at], last[self.config.key])
             yield Batch("rows", list(rows), changed_at, rows=rows, advance={"watermark": watermark})
@@ -481,9 +568,28 @@ class SourceSync:
         return key_text(row[self.config.key])
 
 
+def _stamp(value: Any) -> Any:
+    """An updated_at value usable as a watermark, or None (NULL or malformed)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value if _as_time(value) is not None else None
+    return value
+
+
+def _as_time(value: Any) -> dt.datetime | None:
+    try:
+        return as_utc(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def _minus_seconds(value: Any, seconds: float) -> Any:
     if value is None:
         return None
+    if isinstance(value, str):  # a timestamp as SQLite stores it
+        parsed = dt.datetime.fromisoformat(value.strip())
+        return parsed - dt.timedelta(seconds=seconds)
     if isinstance(value, dt.datetime):
         return value - dt.timedelta(seconds=seconds)
     if isinstance(value, dt.date):
@@ -494,6 +600,7 @@ def _minus_seconds(value: Any, seconds: float) -> Any:
 DIRECT_STEPS = Steps(
     capture=SourceSync.capture,
     plan=SourceSync.review,
+    validate=SourceSync.validate,
     chunk=SourceSync.chunk,
     embed=SourceSync.embed,
     write=SourceSync.write,

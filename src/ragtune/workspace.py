@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ragtune.adapters.embeddings import Embedder
 from ragtune.adapters.index.base import VectorIndex
+from ragtune.adapters.quality import QualityGate
 from ragtune.adapters.sources import SqlSource
 from ragtune.adapters.state import StateStore
 from ragtune.config import Params
@@ -57,7 +58,15 @@ def open_syncs(
     embedder = embedder or open_embedder(params)
     index = index or open_index(params)
     state = open_state(params)
+    gate = open_gate(params)
     return [
-        SourceSync(n, params, source, index, embedder, state, partition, progress)
+        SourceSync(n, params, source, index, embedder, state, partition, progress, gate)
         for n, source in sources.items()
     ]
+
+
+def open_gate(params: Params) -> QualityGate | None:
+    """The workspace's GX suites (built lazily, on the first validation), or None if off."""
+    if not params.quality.enabled:
+        return None
+    return QualityGate(params.workspace.path, params.quality)

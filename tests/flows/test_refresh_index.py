@@ -116,3 +116,21 @@ def test_one_run_per_source_at_a_time(
     assert len(runs) == 2
     assert runs[0]["finished_at"] <= runs[1]["started_at"], "two syncs of one source overlapped"
     assert sum(r["counts"]["upserted_docs"] for r in runs) == 40
+
+
+def test_a_refused_batch_fails_the_run_and_the_override_lets_it_through(
+    prefect_server: None, sqlite_db: Database, tmp_path: Path, embedder: Any
+) -> None:
+    from flows.refresh_index import refresh_index
+
+    path, table = make_workspace(sqlite_db, tmp_path, rows=40)
+    assert refresh_index(str(path), return_state=True).is_completed()
+    with sqlite_db.engine.begin() as c:
+        c.execute(table.delete().where(table.c.id < 20))  # half the indexed documents
+    state = refresh_index(str(path), return_state=True)
+    assert state.is_failed()
+    assert "guarded_delete_fraction" in state.message and "observed 0.5 > max 0.2" in state.message
+    state = refresh_index(str(path), allow_mass_delete=True, return_state=True)
+    assert state.is_completed(), state.message
+    assert state.result()["docs"]["deleted_docs"] == 20
+    assert_index_matches(sqlite_db, load_params(path), embedder)

@@ -31,7 +31,9 @@ OPERATIONS = 2000
 
 def prepare(db: Database, tmp_path: Path, capture: str) -> tuple[Any, Path, Workload]:
     table = create_documents(db)
-    path = write_params(tmp_path / "ws", db.url, capture)
+    # the workload churns on purpose: heavy deletes and blanked rows are its normal traffic
+    churn = "quality:\n  max_delete_fraction: 1.0\n  empty_text: delete\n"
+    path = write_params(tmp_path / "ws", db.url, capture, quality=churn)
     params = load_params(path)
     if capture == "changelog":
         source = SqlSource.open("docs", params.sources["docs"])

@@ -22,10 +22,12 @@ from ragtune.workspace import open_syncs
 from tests.integration.workload import Workload
 from tests.support import Database, assert_index_matches, create_documents, write_params
 
+CHURN = "quality:\n  max_delete_fraction: 1.0\n  empty_text: delete\n"
+
 
 def installed(db: Database, tmp_path: Path, extra: str = "") -> tuple[Any, Path, sa.Table]:
     table = create_documents(db)
-    path = write_params(tmp_path / "ws", db.url, extra=extra)
+    path = write_params(tmp_path / "ws", db.url, extra=extra, quality=CHURN)
     params = load_params(path)
     source = SqlSource.open("docs", params.sources["docs"])
     Changelog(source).install()

@@ -116,11 +116,28 @@ class SqlSource:
         self.table = table
         self.key = table.c[config.key]
         self.codec = KeyCodec(_python_type(self.key))
-        self.columns = [table.c[c] for c in config.columns()]
+        # values are read as the driver returns them: a malformed value (text in a SQLite
+        # DATETIME column, say) reaches the quality gate instead of failing the read
+        self.columns = [
+            table.c[c]
+            if c == config.key
+            else sa.type_coerce(table.c[c], sa.types.NullType()).label(c)
+            for c in config.columns()
+        ]
 
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name
+
+    def declared_types(self) -> dict[str, str | None]:
+        """Each metadata column's type for the quality gate: params override the schema."""
+        from ragtune.core.quality import declared_type
+
+        return {
+            column: self.config.metadata_types.get(column)
+            or declared_type(_python_type(self.table.c[column]))
+            for column in self.config.metadata
+        }
 
     @classmethod
     def open(cls, name: str, config: SourceConfig) -> SqlSource:
@@ -210,9 +227,11 @@ class SqlSource:
         return int(value or 0)
 
     def max_updated_at(self) -> Any:
+        """The newest updated_at, as stored (the cursor compares values as stored)."""
         column = self.table.c[self.config.updated_at or self.config.key]
+        newest = sa.type_coerce(sa.func.max(column), sa.types.NullType())
         with self.engine.connect() as connection:
-            value = connection.execute(sa.select(sa.func.max(column))).scalar()
+            value = connection.execute(sa.select(newest)).scalar()
             connection.rollback()
         return value
 
@@ -227,8 +246,10 @@ class SqlSource:
             if low is not None:
                 query = query.where(updated >= low)
         else:
-            at, key = after
-            query = query.where(sa.or_(updated > at, sa.and_(updated == at, self.key > key)))
+            at, key = after  # `at` is a value as read: bound as is, compared as stored
+            stored = sa.type_coerce(updated, sa.types.NullType())
+            raw_at = sa.bindparam("page_at", at, type_=sa.types.NullType())
+            query = query.where(sa.or_(stored > raw_at, sa.and_(stored == raw_at, self.key > key)))
         with self.engine.connect() as connection:
             rows = [dict(row) for row in connection.execute(query).mappings()]
             connection.rollback()

@@ -27,6 +27,14 @@ CREATE TABLE IF NOT EXISTS source_state (
     reconciled_at REAL,
     as_of REAL
 );
+CREATE TABLE IF NOT EXISTS quarantine (
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    reasons TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    PRIMARY KEY (source, key)
+);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     source TEXT NOT NULL,
@@ -84,6 +92,8 @@ def encode_position(value: Any) -> str | None:
         return json.dumps({"datetime": value.isoformat()})
     if isinstance(value, dt.date):
         return json.dumps({"date": value.isoformat()})
+    if isinstance(value, str):
+        return json.dumps({"text": value})
     return json.dumps({"number": str(value)})
 
 
@@ -95,6 +105,8 @@ def decode_position(text: str | None) -> Any:
         return dt.datetime.fromisoformat(data["datetime"])
     if "date" in data:
         return dt.date.fromisoformat(data["date"])
+    if "text" in data:
+        return data["text"]
     number = data["number"]
     return float(number) if any(c in number for c in ".eE") else int(number)
 
@@ -152,6 +164,57 @@ class StateStore:
         state = self.load(source)
         state.needs_full = True
         self.save(state)
+
+    # -- quarantine -------------------------------------------------------------------------
+
+    def quarantine(self, source: str, reasons: dict[str, list[str]]) -> None:
+        """Hold rows back with their reasons (first_seen kept, last_seen refreshed)."""
+        if not reasons:
+            return
+        now = time.time()
+        with self._connect() as db:
+            db.executemany(
+                "INSERT INTO quarantine (source, key, reasons, first_seen, last_seen) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(source, key) DO UPDATE SET "
+                "reasons=excluded.reasons, last_seen=excluded.last_seen",
+                [(source, key, json.dumps(r), now, now) for key, r in sorted(reasons.items())],
+            )
+
+    def release(self, source: str, keys: list[str]) -> int:
+        """Rows that passed (or vanished) leave the quarantine; how many did."""
+        if not keys or not self.exists():
+            return 0
+        with self._connect() as db:
+            before = db.total_changes
+            for start in range(0, len(keys), 500):
+                part = keys[start : start + 500]
+                db.execute(
+                    f"DELETE FROM quarantine WHERE source = ? AND key IN ({','.join('?' * len(part))})",
+                    (source, *part),
+                )
+            return db.total_changes - before
+
+    def quarantined(self, source: str | None = None) -> list[dict[str, Any]]:
+        if not self.exists():
+            return []
+        query = "SELECT source, key, reasons, first_seen, last_seen FROM quarantine"
+        args: tuple[Any, ...] = ()
+        if source is not None:
+            query, args = query + " WHERE source = ?", (source,)
+        with self._connect() as db:
+            rows = db.execute(query + " ORDER BY source, key", args).fetchall()
+        return [
+            {
+                "source": r[0],
+                "key": r[1],
+                "reasons": json.loads(r[2]),
+                "first_seen": _iso(r[3]),
+                "last_seen": _iso(r[4]),
+            }
+            for r in rows
+        ]
+
+    # -- runs -----------------------------------------------------------------------------
 
     def start_run(self, source: str, kind: str) -> int:
         with self._connect() as db:

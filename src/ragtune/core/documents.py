@@ -46,6 +46,7 @@ class Document:
     tenant: str | None = None
     changed_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     format: str = "auto"
+    raw_metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def text(self) -> str:
@@ -148,6 +149,7 @@ def document_from_row(
         tenant=None if tenant_value is None else key_text(tenant_value),
         changed_at=changed_at,
         format=spec.format,
+        raw_metadata={column: row.get(column) for column in spec.metadata},
     )
 
 

@@ -39,6 +39,7 @@ class SyncPlan:
     unchanged: tuple[str, ...] = ()
     hashes: Mapping[str, str] = field(default_factory=dict)
     ledger: Mapping[str, IndexedDoc] = field(default_factory=dict)
+    quarantined: tuple[str, ...] = ()
 
     @property
     def is_empty(self) -> bool:
