@@ -54,13 +54,13 @@ test-fast: install ## unit tests only
 	$(VENV)/bin/python -m pytest tests/unit
 
 lint: install ## ruff format check, ruff lint, mypy on src/
-	$(VENV)/bin/ruff format --check src tests flows bench
-	$(VENV)/bin/ruff check src tests flows bench
+	$(VENV)/bin/ruff format --check src tests flows pipelines bench
+	$(VENV)/bin/ruff check src tests flows pipelines bench
 	$(VENV)/bin/mypy
 
 format: install ## apply ruff format and autofixes
-	$(VENV)/bin/ruff format src tests flows bench
-	$(VENV)/bin/ruff check --fix src tests flows bench
+	$(VENV)/bin/ruff format src tests flows pipelines bench
+	$(VENV)/bin/ruff check --fix src tests flows pipelines bench
 
 $(BENCH_VENV)/.installed: $(VENV)/.installed bench/requirements.txt
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)

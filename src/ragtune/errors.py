@@ -41,3 +41,9 @@ class QualityGateError(RagtuneError):
     """A change batch or training snapshot failed a batch-level expectation."""
 
     exit_code = 6
+
+
+class TrackingError(RagtuneError):
+    """The MLflow tracking server or model registry is unreachable or misconfigured."""
+
+    exit_code = 7

@@ -45,9 +45,25 @@ def collect_status(params: Params) -> dict[str, Any]:
             "workspace": str(params.workspace.path),
             "quality": _quality(params),
             "last_runs": state.last_runs(),
+            **_model(params),
         }
     finally:
         index.close()
+
+
+def _model(params: Params) -> dict[str, Any]:
+    """`tracking_uri` and `champion` at the top level (null before the first promotion)."""
+    from ragtune.training import model_status
+
+    try:
+        found = model_status(params)
+    except RagtuneError as exc:  # tracking server down: the rest of the status still shows
+        found = {"tracking_uri": params.tracking_uri(), "champion": None, "error": str(exc)}
+    return {
+        "tracking_uri": found["tracking_uri"],
+        "champion": found["champion"],
+        "model": found,
+    }
 
 
 def _quality(params: Params) -> dict[str, Any]:

@@ -35,6 +35,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
     last_seen REAL NOT NULL,
     PRIMARY KEY (source, key)
 );
+CREATE TABLE IF NOT EXISTS trained_keys (
+    version TEXT NOT NULL,
+    key TEXT NOT NULL,
+    PRIMARY KEY (version, key)
+);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     source TEXT NOT NULL,
@@ -215,6 +220,26 @@ class StateStore:
         ]
 
     # -- runs -----------------------------------------------------------------------------
+
+    # -- which labelled rows trained which model version ------------------------------------
+
+    def record_trained_keys(self, version: str, keys: list[str]) -> None:
+        with self._connect() as c:
+            c.execute("DELETE FROM trained_keys WHERE version = ?", (version,))
+            c.executemany(
+                "INSERT INTO trained_keys (version, key) VALUES (?, ?)",
+                [(version, k) for k in keys],
+            )
+
+    def trained_keys(self) -> dict[str, set[str]]:
+        """Model version -> the labelled keys it was trained on."""
+        if not self.exists():
+            return {}
+        found: dict[str, set[str]] = {}
+        with self._connect() as c:
+            for version, key in c.execute("SELECT version, key FROM trained_keys"):
+                found.setdefault(version, set()).add(key)
+        return found
 
     def start_run(self, source: str, kind: str) -> int:
         with self._connect() as db:

