@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT
 
-PARTS = ("ingest", "freshness", "latency", "quality")
+PARTS = ("ingest", "freshness", "latency", "quality", "train")
 
 
 def main() -> None:
@@ -61,6 +61,12 @@ def main() -> None:
 
         print("quality: gate overhead on a 1,000-row change batch ...", flush=True)
         results["quality"] = out = quality.run()
+        print(json.dumps(out, indent=2), flush=True)
+    if "train" in parts:
+        import train
+
+        print("train: ragtune LoRA loop vs transformers Trainer + peft ...", flush=True)
+        results["train"] = out = train.run()
         print(json.dumps(out, indent=2), flush=True)
     folder = ROOT / "bench" / "results"
     folder.mkdir(exist_ok=True)

@@ -366,6 +366,9 @@ class DemoConfig(Section):
     source: str = "docs"
     replay: str = Field("releases/5.2.*.txt", description="docs held back and replayed live")
     replay_count: int = Field(5, ge=0)
+    qa_table: str = Field("qa_pairs", description="labelled pairs made from the docs")
+    qa_max_pairs: int = Field(400, ge=0, description="FAQ pairs, then a spread of headings")
+    train: bool = Field(True, description="run the fine-tuning pipeline after the index")
     queries: list[str] = [
         "How do I add a custom field to a model form?",
         "What changed in the latest security release?",

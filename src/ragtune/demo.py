@@ -6,11 +6,15 @@
 3. Follow the database while the held-back release notes arrive as live inserts; each is
    searched for until it shows up, and its commit-to-searchable lag is printed.
 4. Print a few searches with their sources, and the freshness figures.
+5. Make labelled question/answer pairs from the docs (the FAQ, and section headings with
+   their first paragraphs) in a `qa_pairs` table, and run the fine-tuning pipeline on
+   them (`ragtune train`): the first model that beats the base becomes the champion.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import shutil
 import sqlite3
 import tarfile
@@ -28,6 +32,7 @@ from ragtune.adapters.sources import SqlSource
 from ragtune.config import Params
 from ragtune.core.corpus import DocRow, doc_row, version_key
 from ragtune.core.freshness import lag_summary
+from ragtune.core.qa_pairs import QAPair, qa_pairs
 from ragtune.errors import ConfigError, RagtuneError
 from ragtune.follow import follow
 from ragtune.search import as_of as search_as_of
@@ -46,6 +51,16 @@ CREATE TABLE documents (
 )
 """
 INSERT = "INSERT INTO documents (id, title, body, url, section) VALUES (:id, :title, :body, :url, :section)"
+QA_DDL = """
+CREATE TABLE {table} (
+    id TEXT PRIMARY KEY,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    document TEXT,
+    kind TEXT,
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'))
+)
+"""
 
 
 def find_sdist(folder: Path) -> Path:
@@ -95,7 +110,30 @@ def create_database(path: Path, rows: list[DocRow]) -> None:
         db.executemany(INSERT, [r.as_row() for r in rows])
 
 
-def run_demo(params: Params, console: Console, fresh: bool = True) -> None:
+def demo_pairs(rows: list[DocRow], max_pairs: int) -> list[QAPair]:
+    """Every FAQ pair, then heading pairs spread over the whole corpus (by hash order)."""
+    pairs = qa_pairs(rows)
+    faq = [p for p in pairs if p.kind == "faq"]
+    spread = sorted(
+        (p for p in pairs if p.kind != "faq"), key=lambda p: hashlib.sha256(p.id.encode()).digest()
+    )
+    return (faq + spread)[:max_pairs]
+
+
+def create_qa_table(path: Path, table: str, pairs: list[QAPair]) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute(f"DROP TABLE IF EXISTS {table}")  # table: a validated demo setting
+        db.execute(QA_DDL.format(table=table))
+        db.executemany(
+            f"INSERT INTO {table} (id, question, answer, document, kind) "
+            "VALUES (:id, :question, :answer, :document, :kind)",
+            [p.as_row() for p in pairs],
+        )
+
+
+def run_demo(
+    params: Params, console: Console, fresh: bool = True, params_path: Path | None = None
+) -> None:
     config = params.sources.get(params.demo.source)
     if config is None or not config.url.startswith("sqlite:///"):
         raise ConfigError(
@@ -145,6 +183,43 @@ def run_demo(params: Params, console: Console, fresh: bool = True) -> None:
     )
     _replay(params, console, syncs, database, replay)
     _show_searches(params, console)
+    if params.demo.train and params_path is not None:
+        _train(params, params_path, console, database, rows, fresh)
+
+
+def _train(
+    params: Params,
+    params_path: Path,
+    console: Console,
+    database: Path,
+    rows: list[DocRow],
+    fresh: bool,
+) -> None:
+    from ragtune.training import run_training
+
+    pairs = demo_pairs(rows, params.demo.qa_max_pairs)
+    create_qa_table(database, params.demo.qa_table, pairs)
+    faq = sum(p.kind == "faq" for p in pairs)
+    console.print(
+        f"\n5. made {len(pairs)} labelled question/answer pairs ({faq} from the FAQ, "
+        f"{len(pairs) - faq} from section headings) in table {params.demo.qa_table}; "
+        "fine-tuning (ragtune train: DVC pipeline, LoRA, MLflow)"
+    )
+    started = time.perf_counter()
+    result = run_training(
+        params_path,
+        echo=lambda line: console.print(f"   {line}", markup=False, highlight=False),
+        force=fresh,  # a fresh workspace has an empty registry: run every stage
+    )
+    console.print(f"   pipeline finished in {time.perf_counter() - started:.0f}s")
+    if result.promotion:
+        p = result.promotion
+        verdict = "champion" if p["promoted"] else "challenger"
+        console.print(f"   ragtune-generator version {p['version']} is {verdict}: {p['reason']}")
+    console.print(
+        f"   MLflow: {params.tracking_uri()} (`mlflow ui --backend-store-uri "
+        f"{params.tracking_uri()}`); `ragtune status` shows the champion"
+    )
 
 
 def _replay(

@@ -8,6 +8,7 @@ which registered versions were trained on rows since deleted at the source.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 from collections.abc import Callable, Mapping
@@ -74,7 +75,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
         if not sep or not dot or key not in OVERRIDABLE.get(section, set()):
             allowed = ", ".join(f"{s}.{k}" for s, keys in OVERRIDABLE.items() for k in sorted(keys))
             raise ConfigError(f"--set {pair!r}: expected NAME=VALUE with NAME one of: {allowed}")
-        overrides.setdefault(section, {})[key] = yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):  # YAML reads 1e-4 as text
+            with contextlib.suppress(ValueError):
+                parsed = float(parsed)
+        overrides.setdefault(section, {})[key] = parsed
     return overrides
 
 
@@ -84,6 +89,7 @@ def run_training(
     echo: Callable[[str], None] = print,
     push: bool | None = None,
     trigger: str = "manual",
+    force: bool = False,
 ) -> RetrainResult:
     """Run the pipeline for the params file's folder; PipelineError names a failed stage."""
     params = load_params(params_path, overrides={k: dict(v) for k, v in (overrides or {}).items()})
@@ -99,7 +105,7 @@ def run_training(
     tracker.log_params(run_id, {f"override.{s}": dict(v) for s, v in (overrides or {}).items()})
     result = RetrainResult(run_id)
     try:
-        output = _repro(root, {PARENT_RUN_ENV: run_id}, echo)
+        output = _repro(root, {PARENT_RUN_ENV: run_id}, echo, force)
         result.stages_run = STAGE_LINE.findall(output)
         if "promote" in result.stages_run:
             result.promotion = read_json(root / PROMOTION)
@@ -115,10 +121,12 @@ def run_training(
     return result
 
 
-def _repro(root: Path, extra_env: dict[str, str], echo: Callable[[str], None]) -> str:
+def _repro(
+    root: Path, extra_env: dict[str, str], echo: Callable[[str], None], force: bool = False
+) -> str:
     """`dvc repro`, its output passed on line by line; PipelineError with the stage's error."""
     process = subprocess.Popen(
-        [_dvc(), "repro"],
+        [_dvc(), "repro", *(["--force"] if force else [])],
         cwd=root,
         env=environment(extra_env),
         stdout=subprocess.PIPE,

@@ -52,8 +52,10 @@ def test_pipeline_runs_skips_and_reruns_only_what_changed(tiny_base: Path, tmp_p
     changed = run_training(params_path, {"promote": {"force": True}}, echo=quiet)
     assert changed.stages_run == ["promote"]
 
-    changed = run_training(params_path, {"train": {"learning_rate": 0.004}}, echo=quiet)
+    changed = run_training(params_path, {"train": {"init_from": "champion"}}, echo=quiet)
     assert changed.stages_run == ["train", "evaluate", "promote"]
+    train_run = tracker.version_info(changed.promotion["version"])["run_id"]
+    assert tracker.run_info(train_run)["params"]["init_adapter"].endswith("adapter")
 
     insert_rows(
         root / "labels.db",

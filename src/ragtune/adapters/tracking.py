@@ -14,6 +14,7 @@ stages are deprecated and never used.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import urllib.error
 import urllib.request
@@ -62,6 +63,9 @@ class Tracker:
     ):
         self.tracking_uri = tracking_uri
         self.experiment = experiment
+        logging.getLogger("mlflow.store.db.utils").setLevel(
+            logging.WARNING
+        )  # schema set-up chatter
         _check_reachable(tracking_uri)
         try:
             self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -137,6 +141,12 @@ class Tracker:
         if not Path(folder).is_dir():
             raise ValueError(f"artifact folder {folder} does not exist or is not a folder")
         self.client.log_artifacts(run_id, str(folder), artifact_path=artifact_path)
+
+    def log_table(self, run_id: str, table: Mapping[str, list[Any]], artifact_file: str) -> None:
+        """A column -> values table, shown in the MLflow UI's artifact and evaluation views."""
+        import pandas as pd
+
+        self.client.log_table(run_id, data=pd.DataFrame(dict(table)), artifact_file=artifact_file)
 
     def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
         batch = [RunTag(key, str(value)) for key, value in tags.items()]

@@ -39,6 +39,7 @@ def environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     env.update(extra or {})
     return env
 
