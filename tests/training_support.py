@@ -91,3 +91,33 @@ versioning:
     subprocess.run([*git, "add", "-A"], cwd=folder, check=True)
     subprocess.run([*git, "commit", "-qm", "project"], cwd=folder, check=True)
     return params
+
+
+DOCS_SOURCE = """
+sources:
+  docs:
+    url: sqlite:///labels.db
+    table: documents
+    key: id
+    text: [title, body]
+    metadata: [title]
+"""
+
+
+def add_documents(database: Path, extra: tuple[tuple[str, str, str], ...] = ()) -> None:
+    """A `documents` table whose rows hold the answers: team badge colours, and `extra`."""
+    rows = [
+        (
+            f"teams/{t}",
+            f"Team group {t}",
+            " ".join(
+                f"Team {i} wears a {COLOURS[i % len(COLOURS)]} badge." for i in range(t, 700, 5)
+            ),
+        )
+        for t in range(5)
+    ]
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS documents (id TEXT PRIMARY KEY, title TEXT, body TEXT)"
+        )
+        db.executemany("INSERT INTO documents VALUES (?, ?, ?)", [*rows, *extra])

@@ -63,6 +63,7 @@ def quiet_environment() -> None:
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "TOKENIZERS_PARALLELISM": "false",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }.items():
         os.environ.setdefault(name, value)
 
@@ -464,6 +465,69 @@ def status(
         )
 
 
+# -- ask / api ------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog="Examples: ragtune ask 'How do I run migrations?' | ragtune ask --json --tenant acme "
+    "'What changed?' | ragtune ask --model base 'What is a QuerySet?'"
+)
+def ask(
+    question: Annotated[str, typer.Argument(help="the question")],
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='print {"answer", "citations": [{"n", "source", "key", "chunk", "score"}], '
+            '"as_of", "model": {"name", "version"}, "timings"}',
+        ),
+    ] = False,
+    tenant: Annotated[
+        str | None, typer.Option(help="retrieve only this tenant's rows (and public ones)")
+    ] = None,
+    model: Annotated[
+        str, typer.Option(help="champion (default; the base model when there is none) or base")
+    ] = "champion",
+    k: Annotated[int | None, typer.Option("-k", min=1, max=50, help="sources to retrieve")] = None,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Answer a question from fresh sources, citing them as [n], with the champion model."""
+    from ragtune.answer import Answerer
+
+    answer = Answerer(_load(params), model).ask(question, k=k, tenant=tenant)
+    if as_json:
+        print(json.dumps(answer.to_json(), default=str))
+        return
+    out.print(answer.answer, markup=False, highlight=False)
+    for citation in answer.citations:
+        hit = answer.sources[citation["n"] - 1]
+        where = hit.metadata.get("url") or f"{hit.source}/{hit.key}"
+        out.print(f"  [{citation['n']}] {where}  (chunk {hit.chunk})", markup=False)
+    model_line = answer.model["name"] + (
+        f" version {answer.model['version']}" if answer.model["version"] else " (no champion yet)"
+    )
+    note = "; citation attributed after generation" if answer.attribution == "post-hoc" else ""
+    as_of = answer.as_of.isoformat(timespec="seconds") if answer.as_of else "never"
+    err.print(
+        f"model {model_line}; sources as of {as_of}; retrieve {answer.timings['retrieve_ms']} ms, "
+        f"generate {answer.timings['generate_ms']} ms{note}",
+        markup=False,
+    )
+
+
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port")] = 8000,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """HTTP API: /search, /ask, /status, /healthz; OpenAPI docs at /docs (work offline)."""
+    from ragtune.api import serve
+
+    _load(params)  # a bad params file is one error line before the server starts
+    serve(params, host, port)
+
+
 # -- train ----------------------------------------------------------------------------------
 
 
@@ -510,6 +574,46 @@ def train(
         out.print(f"ragtune-generator version {p['version']} is {verdict}: {p['reason']}")
 
 
+@app.command()
+def evaluate(
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help='print {"configurations": {NAME: {metric: value}}, "freshness": {...}, '
+            '"index_version", ...}',
+        ),
+    ] = False,
+    params: ParamsOption = DEFAULT_PARAMS,
+) -> None:
+    """Base vs RAG vs fine-tuned vs both on the frozen test split, plus freshness probes
+    (labelled rows newer than the training snapshot); logged to MLflow, saved under reports/."""
+    from ragtune.evaluation import METRICS, evaluate, save
+
+    loaded = _load(params)
+    root = params.resolve().parent
+    report = evaluate(loaded, root)
+    paths = save(loaded, report, root)
+    if as_json:
+        print(json.dumps(report, default=str))
+        return
+    table = Table(title=f"evaluation (index version {report['index_version']})")
+    table.add_column("configuration")
+    for metric in METRICS:
+        table.add_column(metric, justify="right")
+    for name, values in report["configurations"].items():
+        table.add_row(name, *("—" if values.get(m) is None else str(values[m]) for m in METRICS))
+    out.print(table)
+    if report["freshness"]:
+        fresh = Table(title="freshness probes (labelled rows newer than the training snapshot)")
+        for column in ("configuration", "token_f1", "contains"):
+            fresh.add_column(column)
+        for name, values in report["freshness"].items():
+            fresh.add_row(name, str(values["token_f1"]), str(values["contains"]))
+        out.print(fresh)
+    out.print(f"report: {paths['markdown']} (chart {paths['chart']})")
+
+
 # -- demo -----------------------------------------------------------------------------------
 
 
@@ -520,10 +624,11 @@ def demo(
         bool, typer.Option("--fresh/--keep", help="start from an empty database and index")
     ] = True,
 ) -> None:
-    """The main job end to end on embedded defaults: a live Django docs database made searchable."""
+    """The main job end to end on embedded defaults: a live Django docs database made
+    searchable, then a LoRA model fine-tuned on question/answer pairs from the same docs."""
     from ragtune.demo import run_demo
 
-    run_demo(_load(params), out, fresh=fresh)
+    run_demo(_load(params), out, fresh=fresh, params_path=params)
 
 
 def main() -> None:

@@ -1,11 +1,12 @@
-"""Data Docs that work offline: the CSS, JavaScript and fonts GX's pages load from CDNs,
-shipped locally.
+"""Data Docs and API docs that work offline: the CSS, JavaScript and fonts GX's pages and
+the HTTP API's /docs and /redoc would load from CDNs, shipped locally.
 
 `fetch()` (run by `make install`) takes each asset from the npm registry at the exact
 version the pages reference (`npm pack`) into `ragtune/_assets/`, which is package data.
 `localize(site)` runs after every Data Docs build: it copies the assets into the site and
 rewrites every page to relative paths, dropping the SRI/crossorigin attributes a browser
-refuses on file:// pages, and the remote logo.
+refuses on file:// pages, and the remote logo. The API serves Swagger UI and ReDoc from
+`_assets/` itself (`api_docs_files()`).
 
     python -m ragtune.adapters.docs_assets fetch
 """
@@ -81,6 +82,13 @@ CDN_TO_NPM: dict[str, tuple[str, str]] = {
         "dist/umd/popper.min.js",
     ),
 }
+# Swagger UI and ReDoc for the HTTP API (ragtune.api): role -> (npm package@version, file)
+API_DOCS: dict[str, tuple[str, str]] = {
+    "swagger_js": ("swagger-ui-dist@5.35.0", "swagger-ui-bundle.js"),
+    "swagger_css": ("swagger-ui-dist@5.35.0", "swagger-ui.css"),
+    "swagger_favicon": ("swagger-ui-dist@5.35.0", "favicon-32x32.png"),
+    "redoc_js": ("redoc@2.5.4", "bundles/redoc.standalone.js"),
+}
 EXTRA_DIRS = {"@fortawesome/fontawesome-free@6.6.0": ["webfonts"]}  # all.min.css loads ../webfonts
 REMOTE_LOGO = re.compile(
     r"https://great-expectations-web-assets\.s3\.us-east-2\.amazonaws\.com/[A-Za-z_-]+\.png[^\"'\s)]*"
@@ -102,13 +110,21 @@ def available() -> bool:
     return all((ASSETS / folder(spec) / path).is_file() for spec, path in needed_files())
 
 
+def api_docs_files(target: Path | None = None) -> dict[str, str] | None:
+    """The API docs' files by role, as paths relative to `target`; None until fetched."""
+    root = ASSETS if target is None else target
+    files = {role: f"{folder(spec)}/{path}" for role, (spec, path) in API_DOCS.items()}
+    return files if all((root / path).is_file() for path in files.values()) else None
+
+
 def fetch(target: Path = ASSETS) -> None:
     """Download the assets' npm packages and keep just the files the pages use."""
     target.mkdir(parents=True, exist_ok=True)
-    specs = sorted({spec for spec, _ in CDN_TO_NPM.values()})
+    every = [*CDN_TO_NPM.values(), *API_DOCS.values()]
+    specs = sorted({spec for spec, _ in every})
     with tempfile.TemporaryDirectory() as scratch:
         for spec in specs:
-            wanted = [p for s, p in CDN_TO_NPM.values() if s == spec]
+            wanted = sorted({p for s, p in every if s == spec})
             if all((target / folder(spec) / p).is_file() for p in wanted):
                 continue
             packed = (
@@ -176,7 +192,7 @@ def remote_urls(site: Path) -> dict[str, set[str]]:
 if __name__ == "__main__":
     if sys.argv[1:] == ["fetch"]:
         fetch()
-        print(f"Data Docs assets ready in {ASSETS}")
+        print(f"Data Docs and API docs assets ready in {ASSETS}")
     else:
         print("usage: python -m ragtune.adapters.docs_assets fetch", file=sys.stderr)
         sys.exit(2)

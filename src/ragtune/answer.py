@@ -1,0 +1,202 @@
+"""`ragtune ask`: hybrid retrieval, a fenced prompt with numbered sources, generation by
+the champion model (the base model when there is none), and an answer citing [n].
+
+The model and index are loaded once per `Answerer` (the CLI makes one per command, the
+HTTP API one per process). Citations are only ever the retrieved chunks: markers the
+model invents beyond them are removed. When the model cites nothing, the answer is
+attributed after the fact to the source it overlaps most (and says so: `attribution`
+is `post-hoc`). Each answer is traced to MLflow (retrieve and generate spans) when
+tracking is on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragtune.adapters.index.base import SearchFilter, SearchHit
+from ragtune.config import Params
+from ragtune.core.metrics import citations, token_f1
+from ragtune.core.prompts import SourceText, messages
+from ragtune.errors import ConfigError
+from ragtune.search import as_of as search_as_of
+from ragtune.search import search
+
+MIN_ATTRIBUTION_F1 = 0.1
+CITATION = re.compile(r"\s*\[(\d{1,3})\]")
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    citations: list[dict[str, Any]]
+    as_of: dt.datetime | None
+    model: dict[str, Any]
+    timings: dict[str, float]
+    attribution: str = "model"
+    sources: list[SearchHit] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "citations": self.citations,
+            "as_of": self.as_of.isoformat() if self.as_of else None,
+            "model": self.model,
+            "timings": self.timings,
+            "attribution": self.attribution,
+        }
+
+
+@dataclass
+class Generator:
+    """A loaded causal LM (base, or base + adapter) with its name and version."""
+
+    name: str
+    version: str | None
+    model: Any
+    tokenizer: Any
+    device: str
+    bf16: bool
+
+    def generate(self, chats: list[list[dict[str, str]]], max_new_tokens: int) -> list[str]:
+        from ragtune.adapters.models import generate
+
+        return generate(
+            self.model, self.tokenizer, chats, max_new_tokens, 8, self.device, self.bf16
+        )
+
+
+def load_generator(params: Params, which: str = "champion") -> Generator:
+    """The champion's adapter on the base model; the base alone when asked or when none."""
+    from ragtune.adapters.models import load_model, load_tokenizer, pick_device, use_bf16
+    from ragtune.stages.train import base_folder
+
+    if which not in ("champion", "base"):
+        raise ConfigError(f"--model {which!r}: choose champion or base")
+    base = base_folder(params)
+    device = pick_device(params.train.device)
+    adapter, name, version = None, "base", None
+    if which == "champion":
+        found = _champion_adapter(params)
+        if found is not None:
+            adapter, version = found
+            name = "ragtune-generator"
+    model = load_model(base, device, adapter)
+    return Generator(
+        name if adapter else f"base:{params.train.base_model}",
+        version,
+        model,
+        load_tokenizer(base),
+        device,
+        use_bf16(params.train.precision, device),
+    )
+
+
+def _champion_adapter(params: Params) -> tuple[Path, str] | None:
+    """The champion's adapter, downloaded once into the workspace (per version)."""
+    store = params.tracking_uri()
+    if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
+        return None
+    from ragtune.stages import open_tracker
+
+    tracker = open_tracker(params)
+    champion = tracker.champion()
+    if champion is None:
+        return None
+    folder = params.workspace.path / "models" / f"champion-{champion['version']}"
+    if not (folder / "adapter" / "adapter_config.json").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        tracker.download(champion["version"], folder)
+    return folder / "adapter", champion["version"]
+
+
+class Answerer:
+    """Retrieval + generation, loaded once; `ask` answers one question."""
+
+    def __init__(self, params: Params, which: str = "champion"):
+        from ragtune.workspace import open_embedder, open_index, open_state
+
+        self.params = params
+        self.index = open_index(params)
+        self.embedder = open_embedder(params)
+        self.state = open_state(params)
+        self.generator = load_generator(params, which)
+
+    def retrieve(self, question: str, k: int | None, tenant: str | None) -> list[SearchHit]:
+        where = SearchFilter(tuple(self.params.sources), (), tenant)
+        return search(self.index, self.embedder, question, self.params.search, where, k=k)
+
+    def ask(self, question: str, k: int | None = None, tenant: str | None = None) -> Answer:
+        question = question.strip()
+        if not question:
+            raise ConfigError(
+                "the question is empty; ask something, e.g. ragtune ask 'How do I …?'"
+            )
+        started = time.perf_counter()
+        hits = self.retrieve(question, k, tenant)
+        retrieved = time.perf_counter()
+        chat = messages(
+            self.params.build_dataset.system_prompt,
+            question,
+            [SourceText(_title(h), h.text) for h in hits],
+            max_chars=self.params.build_dataset.max_context_chars,
+        )
+        raw = self.generator.generate([chat], self.params.evaluate.max_new_tokens)[0]
+        generated = time.perf_counter()
+        text, cited, attribution = cite(raw, [h.text for h in hits])
+        answer = Answer(
+            question=question,
+            answer=text,
+            citations=[
+                {
+                    "n": n,
+                    "source": hits[n - 1].source,
+                    "key": hits[n - 1].key,
+                    "chunk": hits[n - 1].chunk,
+                    "score": round(hits[n - 1].score, 6),
+                }
+                for n in cited
+            ],
+            as_of=search_as_of(self.state, list(self.params.sources)),
+            model={"name": self.generator.name, "version": self.generator.version},
+            timings={
+                "retrieve_ms": round((retrieved - started) * 1000, 1),
+                "generate_ms": round((generated - retrieved) * 1000, 1),
+            },
+            attribution=attribution,
+            sources=hits,
+        )
+        return answer
+
+
+def cite(raw: str, sources: list[str]) -> tuple[str, list[int], str]:
+    """(answer text, cited source numbers, `model` | `post-hoc` | `none`).
+
+    Markers outside 1..len(sources) are removed; with none left, the source that shares
+    the most words with the answer is cited after the fact."""
+    valid = set(range(1, len(sources) + 1))
+
+    def keep(match: re.Match[str]) -> str:
+        return match.group(0) if int(match.group(1)) in valid else ""
+
+    text = CITATION.sub(keep, raw).strip()
+    cited = [n for n in citations(text) if n in valid]
+    if cited:
+        return text, cited, "model"
+    if not sources or not text:
+        return text, [], "none"
+    overlaps = [token_f1(text, source) for source in sources]
+    best = max(range(len(sources)), key=lambda i: overlaps[i])
+    if overlaps[best] < MIN_ATTRIBUTION_F1:
+        return text, [], "none"
+    return f"{text} [{best + 1}]", [best + 1], "post-hoc"
+
+
+def _title(hit: SearchHit) -> str:
+    return str(hit.metadata.get("title") or hit.metadata.get("url") or f"{hit.source}/{hit.key}")
