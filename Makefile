@@ -48,7 +48,7 @@ demo: install $(DEMO_SDIST) ## the main job end to end: live Django docs databas
 test-deps: ## Debian's chromium, for the Data Docs browser test
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install test-deps ## the whole test suite (needs the local PostgreSQL and MariaDB)
+test: install test-deps $(DEMO_SDIST) ## the whole test suite (needs the local PostgreSQL and MariaDB)
 	$(VENV)/bin/python -m pytest
 
 test-fast: install ## unit tests only

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT
 
-PARTS = ("ingest", "freshness", "latency", "quality", "train")
+PARTS = ("ingest", "freshness", "latency", "quality", "train", "answer")
 
 
 def main() -> None:
@@ -67,6 +67,15 @@ def main() -> None:
 
         print("train: ragtune LoRA loop vs transformers Trainer + peft ...", flush=True)
         results["train"] = out = train.run()
+        print(json.dumps(out, indent=2), flush=True)
+    if "answer" in parts:
+        import answer
+
+        print("answer: ask latency, API throughput, bf16 vs fp32 generation ...", flush=True)
+        try:
+            results["answer"] = out = answer.run()
+        except answer.MissingWorkspace as exc:  # the demo index is not built: skip, say why
+            results["answer"] = out = {"skipped": str(exc)}
         print(json.dumps(out, indent=2), flush=True)
     folder = ROOT / "bench" / "results"
     folder.mkdir(exist_ok=True)

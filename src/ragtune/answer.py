@@ -11,9 +11,11 @@ tracking is on.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ class Answer:
     timings: dict[str, float]
     attribution: str = "model"
     sources: list[SearchHit] = field(default_factory=list)
+    trace_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -127,6 +130,7 @@ class Answerer:
         self.embedder = open_embedder(params)
         self.state = open_state(params)
         self.generator = load_generator(params, which)
+        self.tracer: Any = None
 
     def retrieve(self, question: str, k: int | None, tenant: str | None) -> list[SearchHit]:
         where = SearchFilter(tuple(self.params.sources), (), tenant)
@@ -138,8 +142,30 @@ class Answerer:
             raise ConfigError(
                 "the question is empty; ask something, e.g. ragtune ask 'How do I …?'"
             )
+        tracer = self._tracer()
+        if tracer is None:
+            return self._answer(question, k, tenant, _no_span)
+        with tracer.span("ask", "CHAIN", {"question": question, "k": k, "tenant": tenant}) as root:
+            answer = self._answer(question, k, tenant, tracer.span)
+            root.set_outputs(answer.to_json())
+        answer.trace_id = tracer.last_trace_id()
+        return answer
+
+    def _tracer(self) -> Any:
+        if not self.params.tracking.trace_answers:
+            return None
+        if self.tracer is None:
+            from ragtune.adapters.tracking import AnswerTracer
+            from ragtune.stages import open_tracker
+
+            self.tracer = AnswerTracer(open_tracker(self.params))
+        return self.tracer
+
+    def _answer(self, question: str, k: int | None, tenant: str | None, span: Any) -> Answer:
         started = time.perf_counter()
-        hits = self.retrieve(question, k, tenant)
+        with span("retrieve", "RETRIEVER", {"query": question, "k": k, "tenant": tenant}) as s:
+            hits = self.retrieve(question, k, tenant)
+            s.set_outputs([{"source": h.source, "key": h.key, "score": h.score} for h in hits])
         retrieved = time.perf_counter()
         chat = messages(
             self.params.build_dataset.system_prompt,
@@ -147,10 +173,13 @@ class Answerer:
             [SourceText(_title(h), h.text) for h in hits],
             max_chars=self.params.build_dataset.max_context_chars,
         )
-        raw = self.generator.generate([chat], self.params.evaluate.max_new_tokens)[0]
+        model = {"name": self.generator.name, "version": self.generator.version}
+        with span("generate", "LLM", {"messages": chat, "model": model}) as s:
+            raw = self.generator.generate([chat], self.params.evaluate.max_new_tokens)[0]
+            s.set_outputs({"text": raw})
         generated = time.perf_counter()
         text, cited, attribution = cite(raw, [h.text for h in hits])
-        answer = Answer(
+        return Answer(
             question=question,
             answer=text,
             citations=[
@@ -164,7 +193,7 @@ class Answerer:
                 for n in cited
             ],
             as_of=search_as_of(self.state, list(self.params.sources)),
-            model={"name": self.generator.name, "version": self.generator.version},
+            model=model,
             timings={
                 "retrieve_ms": round((retrieved - started) * 1000, 1),
                 "generate_ms": round((generated - retrieved) * 1000, 1),
@@ -172,7 +201,16 @@ class Answerer:
             attribution=attribution,
             sources=hits,
         )
-        return answer
+
+
+class _NoSpan:
+    def set_outputs(self, _outputs: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _no_span(_name: str, _kind: str, _inputs: Any) -> Iterator[_NoSpan]:
+    yield _NoSpan()
 
 
 def cite(raw: str, sources: list[str]) -> tuple[str, list[int], str]:

@@ -64,6 +64,7 @@ def quiet_environment() -> None:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "TOKENIZERS_PARALLELISM": "false",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "MLFLOW_ENABLE_ASYNC_TRACE_LOGGING": "false",  # one-shot commands: write traces now
     }.items():
         os.environ.setdefault(name, value)
 

@@ -343,6 +343,7 @@ class TrackingConfig(Section):
     uri: str | None = Field(None, description="default: sqlite:///<workspace>/mlflow.db")
     artifacts: WorkspacePath | None = Field(None, description="default: <workspace>/mlartifacts")
     experiment: str = "ragtune"
+    trace_answers: bool = Field(True, description="trace each answer (retrieve, generate spans)")
 
 
 class VersioningConfig(Section):

@@ -9,6 +9,9 @@
 5. Make labelled question/answer pairs from the docs (the FAQ, and section headings with
    their first paragraphs) in a `qa_pairs` table, and run the fine-tuning pipeline on
    them (`ragtune train`): the first model that beats the base becomes the champion.
+6. Let a few new facts arrive (documents and questions newer than the training snapshot).
+7. Answer questions with the champion, citing fresh sources (`ragtune ask`).
+8. Evaluate base / RAG / fine-tuned / both, with the new facts as freshness probes.
 """
 
 from __future__ import annotations
@@ -184,7 +187,12 @@ def run_demo(
     _replay(params, console, syncs, database, replay)
     _show_searches(params, console)
     if params.demo.train and params_path is not None:
+        from ragtune.demo_answers import add_fresh_facts, show_answers, show_evaluation
+
         _train(params, params_path, console, database, rows, fresh)
+        add_fresh_facts(params, database, console)
+        show_answers(params, console)
+        show_evaluation(params, params_path, console)
 
 
 def _train(

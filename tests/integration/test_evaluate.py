@@ -66,6 +66,16 @@ def test_answers_cite_only_retrieved_chunks(tiny_base: Path, tmp_path: Path, emb
     assert all(1 <= c["n"] <= 3 for c in answer.citations)
     assert set(answer.to_json()["timings"]) == {"retrieve_ms", "generate_ms"}
 
+    import mlflow
+    from mlflow import MlflowClient
+
+    assert answer.trace_id, "the answer was traced"
+    mlflow.flush_trace_async_logging()
+    trace = MlflowClient(load_params(params_path).tracking_uri()).get_trace(answer.trace_id)
+    spans = {span.name: span for span in trace.data.spans}
+    assert {"ask", "retrieve", "generate"} <= set(spans)
+    assert spans["retrieve"].parent_id == spans["ask"].span_id
+
 
 def test_citations_outside_the_sources_are_removed() -> None:
     text, cited, how = cite("Blue [2], see also [7] and [0].", ["a", "team wears blue"])

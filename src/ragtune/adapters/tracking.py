@@ -309,3 +309,27 @@ def _redact(uri: str) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class AnswerTracer:
+    """MLflow traces of answers: an `ask` span with `retrieve` and `generate` children.
+
+    Tracing goes through MLflow's fluent API, so it points MLflow's process-wide tracking
+    URI and experiment at this store when constructed (inside the service, never at
+    import)."""
+
+    def __init__(self, tracker: Tracker):
+        import mlflow
+
+        mlflow.set_tracking_uri(tracker.tracking_uri)
+        mlflow.set_experiment(experiment_id=tracker.experiment_id)
+        self.mlflow = mlflow
+
+    @contextlib.contextmanager
+    def span(self, name: str, kind: str, inputs: Mapping[str, Any]) -> Iterator[Any]:
+        with self.mlflow.start_span(name=name, span_type=kind) as span:
+            span.set_inputs(dict(inputs))
+            yield span
+
+    def last_trace_id(self) -> str | None:
+        return self.mlflow.get_last_active_trace_id()
