@@ -332,7 +332,19 @@ class EvaluateConfig(Section):
 class PromoteConfig(Section):
     """`promote` stage: move the `champion` alias only when the candidate wins."""
 
-    metric: Literal["answer_loss", "token_f1", "contains"] = "answer_loss"
+    metric: Literal[
+        "auto",
+        "answer_loss",
+        "token_f1",
+        "contains",
+        "rag_answer_loss",
+        "rag_token_f1",
+        "rag_contains",
+    ] = Field(
+        "auto",
+        description="auto: rag_answer_loss (finetuned_rag vs the champion's) when the index "
+        "has sources, else answer_loss",
+    )
     margin: float = Field(0.0, ge=0)
     force: bool = False
 

@@ -33,7 +33,13 @@ def test_evaluate_measures_four_configurations_and_freshness(
     root = params_path.parent
     add_documents(root / "labels.db")
     sync(params_path, embedder)
-    run_training(params_path, echo=lambda _: None)
+    # forced: two steps on a random tiny model need not beat the base
+    trained = run_training(params_path, {"promote": {"force": True}}, echo=lambda _: None)
+    # the promotion compared the candidate with retrieved sources in its prompt
+    assert trained.promotion is not None and trained.promotion["metric"] == "rag_answer_loss"
+    stage_report = json.loads((root / "reports/evaluate.json").read_text())
+    assert {"rag_answer_loss", "rag_token_f1"} <= set(stage_report["candidate"])
+    assert trained.promotion["lineage"]["ragtune.index_version"] == stage_report["index_version"]
     insert_rows(root / "labels.db", qa_rows(900, 3))  # after the snapshot: freshness probes
 
     params = load_params(params_path)

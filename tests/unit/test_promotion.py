@@ -94,3 +94,11 @@ def test_unknown_metric_names_the_known_ones() -> None:
 def test_negative_margin_is_rejected() -> None:
     with pytest.raises(ValueError, match="margin"):
         decide({"token_f1": 0.5}, None, None, "token_f1", margin=-0.1)
+
+
+def test_auto_metric_prefers_the_answer_loss_with_sources() -> None:
+    from ragtune.core.promotion import pick_metric
+
+    assert pick_metric("auto", {"answer_loss": 1.0, "rag_answer_loss": 0.8}) == "rag_answer_loss"
+    assert pick_metric("auto", {"answer_loss": 1.0}) == "answer_loss"
+    assert pick_metric("token_f1", {"rag_answer_loss": 0.8}) == "token_f1"

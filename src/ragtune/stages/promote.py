@@ -14,7 +14,7 @@ from typing import Any
 
 from ragtune.adapters.state import StateStore
 from ragtune.adapters.versioning import file_md5, git_commit
-from ragtune.core.promotion import decide
+from ragtune.core.promotion import decide, pick_metric
 from ragtune.stages import (
     CANDIDATE,
     DATASET,
@@ -36,7 +36,9 @@ def lineage(params: Any) -> dict[str, str]:
         "ragtune.data_version": file_md5(SNAPSHOT),
         "ragtune.source_position": f"{position['rows']} rows, max updated_at "
         f"{position['max_updated_at']}",
-        "ragtune.index_version": str(dataset.get("index_version") or "none"),
+        "ragtune.index_version": str(
+            dataset.get("index_version") or read_json(EVALUATION).get("index_version") or "none"
+        ),
         "ragtune.base_model": run["base_model"],
         "ragtune.git_commit": git_commit(Path(".")),
     }
@@ -48,11 +50,12 @@ def promote(ctx: StageContext) -> None:
     run = read_json(CANDIDATE / "run.json")
     tags = lineage(ctx.params)
     version = ctx.tracker.register(run["run_id"], "adapter", tags)
+    metric = pick_metric(config.metric, report["candidate"])
     decision = decide(
         report["candidate"],
         report["champion"],
         report["base"],
-        config.metric,
+        metric,
         config.margin,
         config.force,
     )
@@ -67,7 +70,7 @@ def promote(ctx: StageContext) -> None:
             "version": version,
             "promoted": decision.promote,
             "reason": decision.reason,
-            "metric": config.metric,
+            "metric": metric,
             "lineage": tags,
         },
     )
