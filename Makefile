@@ -42,7 +42,7 @@ $(DEMO_SDIST):
 	$(VENV)/bin/pip download $(PIP_QUIET) --no-binary :all: --no-deps "$(DJANGO_SPEC)" -d $(dir $@) $(QUIET_PIP)
 	touch $@
 
-demo: install $(DEMO_SDIST) ## the main job end to end: live Django docs database -> searchable index
+demo: install $(DEMO_SDIST) ## the main job end to end: live Django docs index, a fine-tuned model, cited answers, evaluation
 	$(VENV)/bin/ragtune demo --params params.yaml
 
 test-deps: ## Debian's chromium, for the Data Docs browser test

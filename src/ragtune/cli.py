@@ -38,8 +38,8 @@ app = typer.Typer(
 source_app = typer.Typer(help="Change capture on source tables.", no_args_is_help=True)
 app.add_typer(source_app, name="source")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 ParamsOption = Annotated[
     Path,

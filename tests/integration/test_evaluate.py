@@ -39,6 +39,7 @@ def test_evaluate_measures_four_configurations_and_freshness(
     assert trained.promotion is not None and trained.promotion["metric"] == "rag_answer_loss"
     stage_report = json.loads((root / "reports/evaluate.json").read_text())
     assert {"rag_answer_loss", "rag_token_f1"} <= set(stage_report["candidate"])
+    assert 0 < stage_report["candidate"]["rag_answer_loss"] < 100  # scored, not NaN
     assert trained.promotion["lineage"]["ragtune.index_version"] == stage_report["index_version"]
     insert_rows(root / "labels.db", qa_rows(900, 3))  # after the snapshot: freshness probes
 

@@ -32,6 +32,8 @@ from ragtune.stages import ADAPTER, EVALUATION, StageContext, write_json
 from ragtune.stages.build_dataset import load_examples
 from ragtune.stages.train import base_folder
 
+RAG_MAX_TOKENS = 4096
+
 
 def score(
     params: Params,
@@ -47,7 +49,9 @@ def score(
     scores = {"answer_loss": round(answer_loss(model, tokenizer, tests, params.train, device), 5)}
     scores |= _generated(params, model, tokenizer, tests[: config.max_questions], device, "")
     if with_sources:
-        loss = answer_loss(model, tokenizer, with_sources, params.train, device)
+        # prompts with sources run long: score them whole, not cut at the training length
+        whole = params.train.model_copy(update={"max_seq_len": RAG_MAX_TOKENS})
+        loss = answer_loss(model, tokenizer, with_sources, whole, device)
         scores["rag_answer_loss"] = round(loss, 5)
         scores |= _generated(params, model, tokenizer, with_sources, device, "rag_")
     scores["seconds"] = round(time.perf_counter() - started, 2)
