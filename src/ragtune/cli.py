@@ -589,7 +589,7 @@ def evaluate(
 ) -> None:
     """Base vs RAG vs fine-tuned vs both on the frozen test split, plus freshness probes
     (labelled rows newer than the training snapshot); logged to MLflow, saved under reports/."""
-    from ragtune.evaluation import METRICS, evaluate, save
+    from ragtune.evaluation import evaluate, save, tables
 
     loaded = _load(params)
     root = params.resolve().parent
@@ -598,20 +598,8 @@ def evaluate(
     if as_json:
         print(json.dumps(report, default=str))
         return
-    table = Table(title=f"evaluation (index version {report['index_version']})")
-    table.add_column("configuration")
-    for metric in METRICS:
-        table.add_column(metric, justify="right")
-    for name, values in report["configurations"].items():
-        table.add_row(name, *("—" if values.get(m) is None else str(values[m]) for m in METRICS))
-    out.print(table)
-    if report["freshness"]:
-        fresh = Table(title="freshness probes (labelled rows newer than the training snapshot)")
-        for column in ("configuration", "token_f1", "contains"):
-            fresh.add_column(column)
-        for name, values in report["freshness"].items():
-            fresh.add_row(name, str(values["token_f1"]), str(values["contains"]))
-        out.print(fresh)
+    for table in tables(report):
+        out.print(table)
     out.print(f"report: {paths['markdown']} (chart {paths['chart']})")
 
 

@@ -12,11 +12,10 @@ import sqlite3
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from ragtune.answer import Answerer
 from ragtune.config import Params
-from ragtune.evaluation import METRICS, evaluate, save
+from ragtune.evaluation import evaluate, save, tables
 from ragtune.workspace import open_syncs
 
 FRESH_FACTS = [
@@ -99,18 +98,6 @@ def show_evaluation(params: Params, params_path: Path, console: Console) -> None
     root = params_path.resolve().parent
     report = evaluate(params, root)
     paths = save(params, report, root)
-    table = Table(title=f"evaluation (index version {report['index_version']})")
-    table.add_column("configuration")
-    for metric in METRICS:
-        table.add_column(metric, justify="right")
-    for name, values in report["configurations"].items():
-        table.add_row(name, *("—" if values.get(m) is None else str(values[m]) for m in METRICS))
-    console.print(table)
-    if report["freshness"]:
-        fresh = Table(title="freshness probes: facts newer than the training snapshot")
-        for column in ("configuration", "token_f1", "contains"):
-            fresh.add_column(column)
-        for name, values in report["freshness"].items():
-            fresh.add_row(name, str(values["token_f1"]), str(values["contains"]))
-        console.print(fresh)
+    for table in tables(report):
+        console.print(table)
     console.print(f"   report: {paths['markdown']}")

@@ -134,6 +134,27 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tables(report: dict[str, Any]) -> list[Any]:
+    """The report as rich tables for the terminal: configurations, then freshness probes."""
+    from rich.table import Table
+
+    table = Table(title=f"evaluation (index version {report['index_version']})")
+    table.add_column("configuration")
+    for metric in METRICS:
+        table.add_column(metric, justify="right")
+    for name, values in report["configurations"].items():
+        table.add_row(name, *(_cell(values.get(m)) for m in METRICS))
+    shown = [table]
+    if report["freshness"]:
+        fresh = Table(title="freshness probes (labelled rows newer than the training snapshot)")
+        for column in ("configuration", "token_f1", "contains"):
+            fresh.add_column(column)
+        for name, values in report["freshness"].items():
+            fresh.add_row(name, str(values["token_f1"]), str(values["contains"]))
+        shown.append(fresh)
+    return shown
+
+
 def _cell(value: Any) -> str:
     return "—" if value is None else str(value)
 
