@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -75,8 +76,9 @@ class Generator:
         )
 
 
-def load_generator(params: Params, which: str = "champion") -> Generator:
-    """The champion's adapter on the base model; the base alone when asked or when none."""
+def load_generator(params: Params, which: str = "champion", version: str | None = None) -> Generator:
+    """The champion's adapter on the base model; the base alone when asked or when none.
+    `version` loads that registered version instead of the champion."""
     from ragtune.adapters.models import load_model, load_tokenizer, pick_device, use_bf16
     from ragtune.stages.train import base_folder
 
@@ -84,12 +86,16 @@ def load_generator(params: Params, which: str = "champion") -> Generator:
         raise ConfigError(f"--model {which!r}: choose champion or base")
     base = base_folder(params)
     device = pick_device(params.train.device)
-    adapter, name, version = None, "base", None
-    if which == "champion":
-        found = _champion_adapter(params)
+    adapter, name = None, "base"
+    if version is not None:
+        adapter = _registered_adapter(params, version)
+    elif which == "champion":
+        found = _champion_version(params)
         if found is not None:
-            adapter, version = found
-            name = "ragtune-generator"
+            version = found
+            adapter = _registered_adapter(params, found)
+    if adapter is not None:
+        name = "ragtune-generator"
     model = load_model(base, device, adapter)
     return Generator(
         name if adapter else f"base:{params.train.base_model}",
@@ -101,22 +107,45 @@ def load_generator(params: Params, which: str = "champion") -> Generator:
     )
 
 
-def _champion_adapter(params: Params) -> tuple[Path, str] | None:
-    """The champion's adapter, downloaded once into the workspace (per version)."""
-    store = params.tracking_uri()
-    if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
+def _champion_version(params: Params) -> str | None:
+    if not _registry_exists(params):
         return None
     from ragtune.stages import open_tracker
 
-    tracker = open_tracker(params)
-    champion = tracker.champion()
-    if champion is None:
+    champion = open_tracker(params).champion()
+    return None if champion is None else str(champion["version"])
+
+
+def raft_version(params: Params) -> str | None:
+    """The newest registered version trained on RAFT examples, or None."""
+    if not _registry_exists(params):
         return None
-    folder = params.workspace.path / "models" / f"champion-{champion['version']}"
+    from ragtune.stages import open_tracker
+
+    for found in open_tracker(params).versions():
+        if found["tags"].get("ragtune.rag_context") == "raft":
+            return str(found["version"])
+    return None
+
+
+def _registry_exists(params: Params) -> bool:
+    store = params.tracking_uri()
+    return not (
+        store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file()
+    )
+
+
+def _registered_adapter(params: Params, version: str) -> Path:
+    """A registered version's adapter, downloaded once into the workspace (per version)."""
+    from ragtune.stages import open_tracker
+
+    folder = params.workspace.path / "models" / f"version-{version}"
     if not (folder / "adapter" / "adapter_config.json").is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        tracker.download(champion["version"], folder)
-    return folder / "adapter", champion["version"]
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        open_tracker(params).download(version, folder)
+    return folder / "adapter"
 
 
 class Answerer:

@@ -3,7 +3,8 @@
 Questions are the frozen test split of the last training snapshot, asked against the
 index as it is now (its version is recorded). Configurations: `base` (base model, no
 sources), `rag` (base model with retrieved sources), `finetuned` (champion, no sources),
-`finetuned_rag` (champion with sources). Metrics: answer token-F1, answer-contains,
+`finetuned_rag` (champion with sources), and `raft` (the newest version trained on RAFT
+examples, with sources) when one is registered. Metrics: answer token-F1, answer-contains,
 citation accuracy (a cited chunk belongs to the gold document), p50 latency per
 question, prompt tokens. **Freshness probes** are labelled rows that arrived after the
 training snapshot: the fine-tuned model never saw them, the RAG configurations can find
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ragtune.adapters.models import token_ids
-from ragtune.answer import Answerer, Generator, cite, load_generator
+from ragtune.answer import Answerer, Generator, cite, load_generator, raft_version
 from ragtune.config import Params
 from ragtune.core.metrics import contains, mean, token_f1
 from ragtune.core.prompts import SourceText, messages
@@ -98,19 +99,27 @@ def evaluate(params: Params, root: Path) -> dict[str, Any]:
         "index_version": answerer.index.version(),
         "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "champion_version": champion.version,
+        "raft_version": None,
         "configurations": {},
         "freshness": {},
     }
+    plans: list[tuple[str, Generator, bool]] = []
     for name, generator in models.items():
         rag_name = "rag" if name == "base" else "finetuned_rag"
-        for label, with_sources in ((name, False), (rag_name, True)):
-            report["configurations"][label] = run_configuration(
-                answerer, generator, tests, with_sources
+        plans += [(name, generator, False), (rag_name, generator, True)]
+    raft = raft_version(params)
+    if raft is not None:
+        report["raft_version"] = raft
+        model = champion if champion.version == raft else load_generator(params, version=raft)
+        plans.append(("raft", model, True))
+    for label, generator, with_sources in plans:
+        report["configurations"][label] = run_configuration(
+            answerer, generator, tests, with_sources
+        )
+        if fresh:
+            report["freshness"][label] = run_configuration(
+                answerer, generator, fresh, with_sources
             )
-            if fresh:
-                report["freshness"][label] = run_configuration(
-                    answerer, generator, fresh, with_sources
-                )
     return report
 
 

@@ -41,20 +41,28 @@ def test_evaluate_measures_four_configurations_and_freshness(
     assert {"rag_answer_loss", "rag_token_f1"} <= set(stage_report["candidate"])
     assert 0 < stage_report["candidate"]["rag_answer_loss"] < 100  # scored, not NaN
     assert trained.promotion["lineage"]["ragtune.index_version"] == stage_report["index_version"]
+    # a second version trained on RAFT examples (question + gold and distractor chunks)
+    raft = run_training(
+        params_path, {"build_dataset": {"rag_context": "raft"}}, echo=lambda _: None
+    )
+    assert raft.promotion is not None and raft.promotion["version"] == "2"
+    assert raft.promotion["lineage"]["ragtune.rag_context"] == "raft"
     insert_rows(root / "labels.db", qa_rows(900, 3))  # after the snapshot: freshness probes
 
     params = load_params(params_path)
     report = evaluate(params, root)
 
-    assert set(report["configurations"]) == {"base", "rag", "finetuned", "finetuned_rag"}
+    assert set(report["configurations"]) == {"base", "rag", "finetuned", "finetuned_rag", "raft"}
+    assert report["raft_version"] == "2"
     for name, values in report["configurations"].items():
         assert 0 <= values["token_f1"] <= 1 and values["questions"] > 0, name
         assert values["prompt_tokens"] > 0 and values["latency_p50_ms"] > 0
         assert (values["citation_accuracy"] is None) == (name in ("base", "finetuned"))
+    assert set(report["freshness"]) == set(report["configurations"])
     rag, plain = report["configurations"]["rag"], report["configurations"]["base"]
     assert rag["prompt_tokens"] > plain["prompt_tokens"]  # sources are in the prompt
     assert report["freshness"]["rag"]["questions"] == 2  # 3 new rows, evaluate.max_questions 2
-    assert report["champion_version"] == "1" and report["index_version"]
+    assert report["champion_version"] in ("1", "2") and report["index_version"]
 
     paths = save(params, report, root)
     assert json.loads(paths["json"].read_text())["configurations"]["rag"] == rag

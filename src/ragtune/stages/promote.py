@@ -40,6 +40,7 @@ def lineage(params: Any) -> dict[str, str]:
             dataset.get("index_version") or read_json(EVALUATION).get("index_version") or "none"
         ),
         "ragtune.base_model": run["base_model"],
+        "ragtune.rag_context": params.build_dataset.rag_context,
         "ragtune.git_commit": git_commit(Path(".")),
     }
 
