@@ -76,7 +76,9 @@ class Generator:
         )
 
 
-def load_generator(params: Params, which: str = "champion", version: str | None = None) -> Generator:
+def load_generator(
+    params: Params, which: str = "champion", version: str | None = None
+) -> Generator:
     """The champion's adapter on the base model; the base alone when asked or when none.
     `version` loads that registered version instead of the champion."""
     from ragtune.adapters.models import load_model, load_tokenizer, pick_device, use_bf16

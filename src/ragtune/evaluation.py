@@ -117,9 +117,7 @@ def evaluate(params: Params, root: Path) -> dict[str, Any]:
             answerer, generator, tests, with_sources
         )
         if fresh:
-            report["freshness"][label] = run_configuration(
-                answerer, generator, fresh, with_sources
-            )
+            report["freshness"][label] = run_configuration(answerer, generator, fresh, with_sources)
     return report
 
 
