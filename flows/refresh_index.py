@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,13 @@ from typing import Any
 from prefect import flow, get_run_logger, serve, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.concurrency.sync import concurrency
 
+from flows.progress import freshness_table
 from ragtune.config import Params, load_params
 from ragtune.errors import BusyError
+from ragtune.follow import follow
 from ragtune.sync import DIRECT_STEPS, SourceSync, Steps
 from ragtune.workspace import open_syncs
 
@@ -44,14 +48,15 @@ def ensure_source_limits(params: Params) -> None:
 
 def step_tasks(params: Params) -> Steps:
     """The sync steps as Prefect tasks, retried per params (every step is idempotent)."""
-    options = {
-        "retries": params.sync.retries,
-        "retry_delay_seconds": params.sync.retry_delay_s,
-        "cache_policy": NO_CACHE,
-    }
 
     def as_task(name: str, fn: Any) -> Any:
-        return task(fn, name=name, **options)
+        return task(
+            fn,
+            name=name,
+            retries=params.sync.retries,
+            retry_delay_seconds=params.sync.retry_delay_s,
+            cache_policy=NO_CACHE,
+        )
 
     return Steps(
         capture=as_task("capture", DIRECT_STEPS.capture),
@@ -70,24 +75,58 @@ def refresh_index(
     source: str | None = None,
     full: bool = False,
     allow_mass_delete: bool = False,
+    follow_s: float = 0.0,
 ) -> dict[str, dict[str, int]]:
     """Bring the index in step with every source (or one): inserts, updates, deletes.
 
     A batch failing the quality gate ends the run Failed, naming the expectation and the
-    numbers; `allow_mass_delete` lets a deliberate mass delete through the guard."""
+    numbers; `allow_mass_delete` lets a deliberate mass delete through the guard. With
+    `follow_s` > 0 the run then keeps following changes (NOTIFY or polling) for that many
+    seconds: the `continuous` refresh mode of `ragtune up`. The run ends with a freshness
+    table in the Prefect UI."""
     logger = get_run_logger()
     params = load_params(params_path)
     ensure_source_limits(params)
     steps = step_tasks(params)
     summary: dict[str, dict[str, int]] = {}
     syncs: list[SourceSync] = open_syncs(params, source)
-    for one in syncs:
-        with source_slot(one.name, params.sync.flow_slot_timeout_s):
-            counts = one.run(full=full, steps=steps, allow_mass_delete=allow_mass_delete)
-        summary[one.name] = counts.summary()
-        logger.info("source %s: %s", one.name, summary[one.name])
-        one.source.close()
+    try:
+        for one in syncs:
+            with source_slot(one.name, params.sync.flow_slot_timeout_s):
+                counts = one.run(full=full, steps=steps, allow_mass_delete=allow_mass_delete)
+            summary[one.name] = counts.summary()
+            logger.info("source %s: %s", one.name, summary[one.name])
+        if follow_s > 0:
+            follow_for(params, syncs, follow_s, summary)
+    finally:
+        for one in syncs:
+            one.source.close()
+    freshness_table(params)
     return summary
+
+
+def follow_for(
+    params: Params, syncs: list[SourceSync], seconds: float, summary: dict[str, dict[str, int]]
+) -> None:
+    """Follow changes for `seconds`, adding each pass's counts to the summary."""
+    logger = get_run_logger()
+    stop = threading.Event()
+    timer = threading.Timer(seconds, stop.set)
+
+    def on_pass(name: str, counts: Any) -> None:
+        if counts.changes:
+            logger.info("source %s: %s", name, counts.summary())
+            for key, value in counts.summary().items():
+                summary[name][key] = summary[name].get(key, 0) + value
+
+    timer.start()
+    try:
+        with contextlib.ExitStack() as slots:
+            for one in syncs:
+                slots.enter_context(source_slot(one.name, params.sync.flow_slot_timeout_s))
+            follow(syncs, params.sync.poll_interval_s, stop, on_pass=on_pass)
+    finally:
+        timer.cancel()
 
 
 @contextlib.contextmanager
@@ -105,16 +144,21 @@ def source_slot(name: str, timeout_s: float) -> Iterator[None]:
 
 
 def build_deployment(params_path: str | Path) -> Any:
-    """The `refresh-index` deployment: every `sync.interval_s` seconds, one run at a time."""
+    """The `refresh-index` deployment: every `sync.interval_s` seconds, one run at a time;
+    with `services.refresh: continuous` each run follows changes until the next one."""
     path = Path(params_path).resolve()
     params = load_params(path)
+    follow_s = params.sync.interval_s if params.services.refresh == "continuous" else 0.0
     return refresh_index.with_options(
         retries=params.sync.retries, retry_delay_seconds=params.sync.retry_delay_s
     ).to_deployment(
         name=DEPLOYMENT,
         interval=dt.timedelta(seconds=params.sync.interval_s),
-        parameters={"params_path": str(path)},
-        concurrency_limit=1,
+        parameters={"params_path": str(path), "follow_s": follow_s},
+        # a run that finds the previous one still going is redundant: cancel it, don't queue
+        concurrency_limit=ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW
+        ),
         tags=["ragtune", *(f"source:{name}" for name in params.sources)],
         description="Keep the ragtune index in step with its source databases.",
     )

@@ -25,10 +25,14 @@ from prefect import flow, get_run_logger, serve, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.concurrency.sync import concurrency
+from prefect.context import FlowRunContext
+from prefect.deployments import run_deployment
 
+from flows.progress import Progress, mlflow_run_link
 from ragtune.config import load_params
 from ragtune.errors import BusyError
-from ragtune.training import check_labelled_rows, run_training
+from ragtune.stages import STAGES
+from ragtune.training import STAGE_LINE, check_labelled_rows, run_training
 
 RETRAIN = "retrain"
 TRIGGER = "retrain-trigger"
@@ -40,7 +44,22 @@ def train_task(
     params_path: str, overrides: dict[str, dict[str, Any]], trigger: str
 ) -> dict[str, Any]:
     logger = get_run_logger()
-    result = run_training(Path(params_path), overrides, echo=logger.info, trigger=trigger)
+    progress = Progress("training pipeline")
+
+    def echo(line: str) -> None:
+        logger.info(line)
+        for stage in STAGE_LINE.findall(line):
+            progress.update(STAGES.index(stage), len(STAGES), f"stage {stage}")
+
+    result = run_training(Path(params_path), overrides, echo=echo, trigger=trigger)
+    progress.update(1, 1, "done" if result.stages_run else "nothing changed; no stage ran")
+    params = load_params(params_path)
+    promotion = result.promotion
+    text = "retrain run in MLflow"
+    if promotion:
+        outcome = "champion" if promotion["promoted"] else "challenger"
+        text += f": version {promotion['version']} is {outcome}"
+    mlflow_run_link(params, result.run_id, text)
     return {
         "mlflow_run_id": result.run_id,
         "stages_run": result.stages_run,
@@ -109,8 +128,19 @@ def retrain_trigger(params_path: str = "params.yaml") -> dict[str, Any]:
             params.retrain.min_new_rows,
         )
         return {"check": check, "retrain": None}
-    logger.info("starting a retrain: %s", "; ".join(reasons))
-    return {"check": check, "retrain": retrain(params_path, trigger="; ".join(reasons))}
+    trigger = "; ".join(reasons)
+    logger.info("starting a retrain: %s", trigger)
+    context = FlowRunContext.get()
+    if context is not None and context.flow_run is not None and context.flow_run.deployment_id:
+        # served: a run of the `retrain` deployment, so it lands on that deployment's work
+        # pool (a GPU pool on a cluster) and keeps its concurrency limit
+        started: Any = run_deployment(
+            f"retrain/{RETRAIN}",
+            parameters={"params_path": params_path, "trigger": trigger},
+            timeout=0,
+        )
+        return {"check": check, "retrain": {"flow_run_id": str(started.id)}}
+    return {"check": check, "retrain": retrain(params_path, trigger=trigger)}
 
 
 @contextlib.contextmanager

@@ -238,9 +238,10 @@ def _follow(
 
 
 class _progress_bar:
-    """A rich progress bar per source for long passes (hidden for --json)."""
+    """A rich progress bar per source (or per job) for long work (hidden for --json)."""
 
-    def __init__(self, hidden: bool):
+    def __init__(self, hidden: bool, verb: str = "sync"):
+        self.verb = verb
         self.hidden = hidden or not err.is_terminal
         self.progress: Any = None
         self.tasks: dict[str, Any] = {}
@@ -264,7 +265,7 @@ class _progress_bar:
         if self.progress is None:
             return
         if name not in self.tasks:
-            self.tasks[name] = self.progress.add_task(f"sync {name}", total=total)
+            self.tasks[name] = self.progress.add_task(f"{self.verb} {name}", total=total)
         self.progress.update(self.tasks[name], completed=done, total=max(total or 0, done))
 
     def __exit__(self, *exc: object) -> None:
@@ -440,6 +441,8 @@ def status(
     out.print(table)
     index = report["index"]
     out.print(f"index: {index['backend']} version {index['version']} at {index['location']}")
+    if report.get("ui"):
+        out.print(f"UIs: Prefect {report['ui']['prefect']}  MLflow {report['ui']['mlflow']}")
     quality = report["quality"]
     if quality["latest_validation"]:
         out.print(f"quality: latest validation file://{quality['latest_validation']}")
@@ -593,7 +596,12 @@ def evaluate(
 
     loaded = _load(params)
     root = params.resolve().parent
-    report = evaluate(loaded, root)
+    with _progress_bar(as_json, verb="evaluate") as progress:
+        report = evaluate(
+            loaded,
+            root,
+            on_configuration=lambda done, total, _: progress("configurations", done, total),
+        )
     paths = save(loaded, report, root)
     if as_json:
         print(json.dumps(report, default=str))
@@ -601,6 +609,29 @@ def evaluate(
     for table in tables(report):
         out.print(table)
     out.print(f"report: {paths['markdown']} (chart {paths['chart']})")
+
+
+# -- up / down ------------------------------------------------------------------------------
+
+
+@app.command(
+    epilog="Ports and the refresh mode come from params (services.prefect_port, "
+    "services.mlflow_port, services.refresh). Logs: <workspace>/logs/. Stop with `ragtune down`."
+)
+def up(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Start the Prefect UI, the MLflow UI and the deployments (refresh-index, retrain,
+    retrain-trigger, evaluate) in the background; prints the URLs once each answers."""
+    from ragtune.services import up as start
+
+    start(_load(params), params, echo=out.print)
+
+
+@app.command()
+def down(params: ParamsOption = DEFAULT_PARAMS) -> None:
+    """Stop exactly the processes `ragtune up` started for this workspace."""
+    from ragtune.services import down as stop
+
+    stop(_load(params), echo=out.print)
 
 
 # -- demo -----------------------------------------------------------------------------------

@@ -43,6 +43,16 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 WorkspacePath = Annotated[Path, AfterValidator(_resolve_path)]
 
 
+def _resolve_location(value: str, info: ValidationInfo) -> str:
+    """A URI (s3://, file://, ...) as given; a plain path resolved like WorkspacePath."""
+    if "://" in value:
+        return value
+    return str(_resolve_path(Path(value), info))
+
+
+LocationOrUri = Annotated[str, AfterValidator(_resolve_location)]
+
+
 def _resolve_sqlite_url(url: str, info: ValidationInfo) -> str:
     """A relative SQLite URL resolved against the params file's folder."""
     base = (info.context or {}).get("base_dir")
@@ -353,7 +363,11 @@ class TrackingConfig(Section):
     """MLflow: the tracking store and where artifacts go."""
 
     uri: str | None = Field(None, description="default: sqlite:///<workspace>/mlflow.db")
-    artifacts: WorkspacePath | None = Field(None, description="default: <workspace>/mlartifacts")
+    artifacts: LocationOrUri | None = Field(
+        None,
+        description="a folder or a URI (s3://bucket/path); default: <workspace>/mlartifacts "
+        "with a sqlite store, the server's own artifact root with an http(s) tracking URI",
+    )
     experiment: str = "ragtune"
     trace_answers: bool = Field(True, description="trace each answer (retrieve, generate spans)")
 
@@ -372,6 +386,20 @@ class RetrainConfig(Section):
     min_new_rows: int = Field(50, ge=1, description="labelled rows since the last snapshot")
     check_interval_s: float = Field(300.0, gt=0, description="how often the trigger looks")
     timeout_s: float = Field(6 * 3600.0, gt=0)
+
+
+class ServicesConfig(Section):
+    """`ragtune up`: the Prefect and MLflow servers (UIs) and the deployment-serving process."""
+
+    host: str = Field("127.0.0.1", description="interface the UIs listen on")
+    prefect_port: int = Field(4200, ge=1, le=65535)
+    mlflow_port: int = Field(5000, ge=1, le=65535)
+    refresh: Literal["interval", "continuous"] = Field(
+        "interval",
+        description="refresh-index deployment: a pass every sync.interval_s, or continuous "
+        "(each run follows changes for sync.interval_s, then the next run takes over)",
+    )
+    start_timeout_s: float = Field(180.0, gt=0, description="wait this long for each to answer")
 
 
 class DemoConfig(Section):
@@ -411,6 +439,7 @@ class Params(Section):
     tracking: TrackingConfig = TrackingConfig()
     versioning: VersioningConfig = VersioningConfig()
     retrain: RetrainConfig = RetrainConfig()
+    services: ServicesConfig = ServicesConfig()
 
     @field_validator("sources")
     @classmethod
@@ -440,8 +469,14 @@ class Params(Section):
     def tracking_uri(self) -> str:
         return self.tracking.uri or f"sqlite:///{self.workspace.path / 'mlflow.db'}"
 
-    def artifact_location(self) -> Path:
-        return self.tracking.artifacts or self.workspace.path / "mlartifacts"
+    def artifact_location(self) -> str | None:
+        """Where a new experiment keeps its artifacts: tracking.artifacts, else a folder in
+        the workspace for a local store, else None (an MLflow server's own artifact root)."""
+        if self.tracking.artifacts is not None:
+            return self.tracking.artifacts
+        if self.tracking_uri().startswith(("http://", "https://", "databricks")):
+            return None
+        return str(self.workspace.path / "mlartifacts")
 
     def dvc_remote(self) -> str:
         return self.versioning.remote or str(self.workspace.path / "dvc-remote")

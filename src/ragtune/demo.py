@@ -225,8 +225,8 @@ def _train(
         verdict = "champion" if p["promoted"] else "challenger"
         console.print(f"   ragtune-generator version {p['version']} is {verdict}: {p['reason']}")
     console.print(
-        f"   MLflow: {params.tracking_uri()} (`mlflow ui --backend-store-uri "
-        f"{params.tracking_uri()}`); `ragtune status` shows the champion"
+        f"   MLflow: {params.tracking_uri()}; `ragtune up` opens the MLflow and Prefect UIs "
+        "(retrain from the Prefect UI), `ragtune status` shows the champion"
     )
 
 

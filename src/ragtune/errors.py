@@ -47,3 +47,9 @@ class TrackingError(RagtuneError):
     """The MLflow tracking server or model registry is unreachable or misconfigured."""
 
     exit_code = 7
+
+
+class ServiceError(RagtuneError):
+    """A service of `ragtune up` could not start, or its port is taken."""
+
+    exit_code = 8

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,13 @@ def run_configuration(
     }
 
 
-def evaluate(params: Params, root: Path) -> dict[str, Any]:
+def evaluate(
+    params: Params,
+    root: Path,
+    on_configuration: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Any]:
+    """Every configuration on the test split and the freshness probes;
+    `on_configuration(done, total, name)` is called as each one finishes."""
     tests, fresh = evaluation_rows(params, root)
     if not tests:
         raise RagtuneError("the snapshot's test split is empty; add labelled rows")
@@ -112,12 +119,14 @@ def evaluate(params: Params, root: Path) -> dict[str, Any]:
         report["raft_version"] = raft
         model = champion if champion.version == raft else load_generator(params, version=raft)
         plans.append(("raft", model, True))
-    for label, generator, with_sources in plans:
+    for done, (label, generator, with_sources) in enumerate(plans, 1):
         report["configurations"][label] = run_configuration(
             answerer, generator, tests, with_sources
         )
         if fresh:
             report["freshness"][label] = run_configuration(answerer, generator, fresh, with_sources)
+        if on_configuration is not None:
+            on_configuration(done, len(plans), label)
     return report
 
 
@@ -189,7 +198,8 @@ def chart(report: dict[str, Any], path: Path) -> Path:
 
 
 def save(params: Params, report: dict[str, Any], root: Path) -> dict[str, Path]:
-    """reports/evaluation.{json,md,png}, and an MLflow run `evaluate` holding them."""
+    """reports/evaluation.{json,md,png}, and an MLflow run `evaluate` holding them (its id
+    is added to the report as `mlflow_run_id`)."""
     import json
 
     from ragtune.stages import REPORTS, open_tracker
@@ -201,13 +211,14 @@ def save(params: Params, report: dict[str, Any], root: Path) -> dict[str, Path]:
         "markdown": folder / "evaluation.md",
         "chart": folder / "evaluation.png",
     }
-    paths["json"].write_text(json.dumps(report, indent=2, default=str) + "\n", "utf-8")
-    paths["markdown"].write_text(markdown(report), "utf-8")
-    chart(report, paths["chart"])
     tracker = open_tracker(params)
     with tracker.run(
         "evaluate", tags={"ragtune.index_version": str(report["index_version"])}
     ) as run:
+        report["mlflow_run_id"] = run
+        paths["json"].write_text(json.dumps(report, indent=2, default=str) + "\n", "utf-8")
+        paths["markdown"].write_text(markdown(report), "utf-8")
+        chart(report, paths["chart"])
         for name, values in report["configurations"].items():
             tracker.log_metrics(
                 run, {f"{name}.{k}": float(v) for k, v in values.items() if v is not None}

@@ -45,10 +45,18 @@ def collect_status(params: Params) -> dict[str, Any]:
             "workspace": str(params.workspace.path),
             "quality": _quality(params),
             "last_runs": state.last_runs(),
+            "ui": _ui(params),
             **_model(params),
         }
     finally:
         index.close()
+
+
+def _ui(params: Params) -> dict[str, str] | None:
+    """The UI URLs while `ragtune up` runs for this workspace, else None."""
+    from ragtune.services import running, urls
+
+    return urls(params) if running(params) else None
 
 
 def _model(params: Params) -> dict[str, Any]:

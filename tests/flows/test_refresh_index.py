@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,19 @@ def test_deployment_runs_on_the_interval_from_params(sqlite_db: Database, tmp_pa
     schedule = deployment.schedules[0].schedule
     assert isinstance(schedule, IntervalSchedule)
     assert schedule.interval == dt.timedelta(seconds=45)
-    assert deployment.parameters == {"params_path": str(path.resolve())}
+    assert deployment.parameters == {"params_path": str(path.resolve()), "follow_s": 0.0}
     assert deployment.concurrency_limit == 1
+    assert deployment.concurrency_options.collision_strategy == "CANCEL_NEW"
     assert deployment.name == "refresh-index"
+
+
+def test_continuous_mode_follows_until_the_next_run(sqlite_db: Database, tmp_path: Path) -> None:
+    from flows.refresh_index import build_deployment
+
+    path, _ = make_workspace(sqlite_db, tmp_path)
+    text = path.read_text() + "services:\n  refresh: continuous\n"
+    path.write_text(text)
+    assert build_deployment(path).parameters["follow_s"] == 45.0
 
 
 def test_flow_syncs_and_retries_are_configured(
@@ -81,6 +92,39 @@ def test_flow_syncs_and_retries_are_configured(
     summary = refresh_index(str(path))
     assert summary["docs"]["deleted_docs"] == 1 and summary["docs"]["upserted_docs"] == 1
     assert_index_matches(sqlite_db, params, embedder)
+
+
+def test_a_following_run_picks_up_changes_and_leaves_a_freshness_table(
+    prefect_server: None, sqlite_db: Database, tmp_path: Path, embedder: Any
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.refresh_index import refresh_index
+
+    path, table = make_workspace(sqlite_db, tmp_path)
+    params = load_params(path)
+
+    def insert_later() -> None:
+        time.sleep(2.0)
+        with sqlite_db.engine.begin() as c:
+            c.execute(
+                table.insert(), [{"id": 99, "title": "Late", "body": "Late row.", "section": "a"}]
+            )
+
+    writer = threading.Thread(target=insert_later)
+    writer.start()
+    started = time.monotonic()
+    state = refresh_index(str(path), follow_s=5.0, return_state=True)
+    writer.join()
+    assert state.is_completed(), state.message
+    assert time.monotonic() - started >= 5.0
+    assert state.result()["docs"]["upserted_docs"] == 13  # 12 in the first pass, 1 followed
+    assert_index_matches(sqlite_db, params, embedder)
+
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts(limit=50)
+        keys = {a.key for a in artifact}
+    assert "ragtune-freshness" in keys
 
 
 def test_bad_config_fails_the_run_with_a_clear_message(

@@ -50,10 +50,12 @@ def test_evaluate_measures_four_configurations_and_freshness(
     insert_rows(root / "labels.db", qa_rows(900, 3))  # after the snapshot: freshness probes
 
     params = load_params(params_path)
-    report = evaluate(params, root)
+    progress: list[tuple[int, int, str]] = []
+    report = evaluate(params, root, on_configuration=lambda *step: progress.append(step))
 
     assert set(report["configurations"]) == {"base", "rag", "finetuned", "finetuned_rag", "raft"}
     assert report["raft_version"] == "2"
+    assert progress == [(n, 5, name) for n, name in enumerate(report["configurations"], 1)]
     for name, values in report["configurations"].items():
         assert 0 <= values["token_f1"] <= 1 and values["questions"] > 0, name
         assert values["prompt_tokens"] > 0 and values["latency_p50_ms"] > 0

@@ -90,3 +90,28 @@ def test_params_are_frozen(tmp_path: Path) -> None:
     params = load_params(write(tmp_path, MINIMAL))
     with pytest.raises(ValueError):
         params.sync.batch_size = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("tracking", "expected"),
+    [
+        ("", "{ws}/mlartifacts"),  # local store: a folder in the workspace
+        ("tracking: {uri: 'http://mlflow:5000'}\n", None),  # the server's artifact root
+        ("tracking: {uri: 'http://mlflow:5000', artifacts: 's3://ml/art'}\n", "s3://ml/art"),
+        ("tracking: {artifacts: art}\n", "{root}/art"),  # relative to the params file
+    ],
+)
+def test_artifact_location(tmp_path: Path, tracking: str, expected: str | None) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("sources: {}\n" + tracking)
+    params = load_params(path)
+    if expected is not None:
+        expected = expected.format(ws=params.workspace.path, root=tmp_path.resolve())
+    assert params.artifact_location() == expected
+
+
+def test_services_ports_are_checked(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("services: {prefect_port: 70000}\n")
+    with pytest.raises(ConfigError, match=r"services\.prefect_port"):
+        load_params(path)

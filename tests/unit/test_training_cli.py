@@ -44,3 +44,13 @@ def test_training_needs_a_training_section(tmp_path: Path) -> None:
     path.write_text("sources: {}\n")
     with pytest.raises(ConfigError, match="no `training:` section"):
         load_params(path).training_source()
+
+
+def test_stage_order_matches_dvc_yaml() -> None:
+    """The Prefect UI's training progress counts stages in this order."""
+    import yaml
+
+    from ragtune.stages import STAGES
+
+    root = Path(__file__).resolve().parents[2]
+    assert tuple(yaml.safe_load((root / "dvc.yaml").read_text())["stages"]) == STAGES

@@ -35,6 +35,7 @@ REPORTS = Path("reports")
 EVALUATION = REPORTS / "evaluate.json"
 PROMOTION = REPORTS / "promote.json"
 RUN_PARAMS = Path("params.run.yaml")
+STAGES = ("snapshot", "validate", "build_dataset", "train", "evaluate", "promote")  # dvc.yaml
 RUN_SECTIONS = (
     "workspace",
     "training",
@@ -115,9 +116,7 @@ def read_json(path: Path) -> Any:
 def open_tracker(params: Params) -> Any:
     from ragtune.adapters.tracking import Tracker
 
-    return Tracker(
-        params.tracking_uri(), str(params.artifact_location()), params.tracking.experiment
-    )
+    return Tracker(params.tracking_uri(), params.artifact_location(), params.tracking.experiment)
 
 
 def stage_main(name: str, body: Callable[[StageContext], None]) -> None:
