@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT
 
-PARTS = ("ingest", "freshness", "latency", "quality", "train", "answer")
+PARTS = ("ingest", "freshness", "latency", "quality", "train", "answer", "orchestration")
 
 
 def main() -> None:
@@ -76,6 +76,12 @@ def main() -> None:
             results["answer"] = out = answer.run()
         except answer.MissingWorkspace as exc:  # the demo index is not built: skip, say why
             results["answer"] = out = {"skipped": str(exc)}
+        print(json.dumps(out, indent=2), flush=True)
+    if "orchestration" in parts:
+        import orchestration
+
+        print("orchestration: refresh_index direct vs flow vs served deployment ...", flush=True)
+        results["orchestration"] = out = orchestration.run()
         print(json.dumps(out, indent=2), flush=True)
     folder = ROOT / "bench" / "results"
     folder.mkdir(exist_ok=True)
