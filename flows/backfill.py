@@ -32,8 +32,10 @@ params; a different `sync.batch_size` regroups the texts and moves the floats sl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -131,9 +133,11 @@ def on_dask(
     return embed_batches
 
 
-def progress_hook(logger: Any) -> ProgressHook:
-    """A `ProgressHook` that logs and moves one progress artifact per source."""
+def progress_hook(logger: Any, terminal: Any = None) -> ProgressHook:
+    """A `ProgressHook` that logs and moves one progress artifact per source (and a bar
+    per source on `terminal`, a started rich Progress, when given)."""
     bars: dict[str, Progress] = {}
+    rows: dict[str, Any] = {}
 
     def report(name: str, done: int, total: int | None) -> None:
         # keys re-read after the full pass (cursor lookback, reconciliation) count too
@@ -141,8 +145,33 @@ def progress_hook(logger: Any) -> ProgressHook:
         bar = bars.get(name) or bars.setdefault(name, Progress(f"backfill of {name}"))
         bar.update(done, total or done, note)
         logger.info("source %s: %s", name, note)
+        if terminal is not None:
+            if name not in rows:
+                rows[name] = terminal.add_task(f"backfill {name}", total=total)
+            terminal.update(rows[name], completed=done, total=max(total or 0, done))
 
     return report
+
+
+@contextlib.contextmanager
+def terminal_bars() -> Iterator[Any]:
+    """A rich progress display on a terminal's stderr; None when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, TimeRemainingColumn
+    from rich.progress import Progress as Bars
+
+    with Bars(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True, emoji=False),
+        transient=True,
+    ) as bars:
+        yield bars
 
 
 @flow(name="backfill")
@@ -168,12 +197,21 @@ def backfill(
     # embed itself stays a plain call: its embed_batch tasks are submitted from the flow run
     # (a task's context, holding the SourceSync, could not be shipped to the workers)
     steps = replace(step_tasks(params), embed=DIRECT_STEPS.embed)
-    summary: dict[str, dict[str, int]] = {}
     runner = dask_runner(workers, address)  # started below, once the sources are validated
     embedder = MappedEmbedder(
         params.embeddings, on_dask(runner, params, torch_threads, ledger), batch_size
     )
-    syncs = open_syncs(params, source, progress=progress_hook(logger), embedder=embedder)
+    with terminal_bars() as terminal:
+        hook = progress_hook(logger, terminal)
+        syncs = open_syncs(params, source, progress=hook, embedder=embedder)
+        return run_syncs(params, syncs, runner, steps, ledger)
+
+
+def run_syncs(
+    params: Params, syncs: list[Any], runner: DaskTaskRunner, steps: Any, ledger: WorkerLedger
+) -> dict[str, Any]:
+    logger = get_run_logger()
+    summary: dict[str, dict[str, int]] = {}
     try:
         with runner:
             cluster = runner.client.nthreads()
