@@ -2,8 +2,9 @@
 
     PREFECT_API_URL=http://127.0.0.1:4200/api python -m flows.serve --params params.yaml
 
-Deployments: `refresh-index` (interval or continuous, from params), `retrain` (cron, UI
-parameters), `retrain-trigger` (the data-volume check) and `evaluate` (on demand). Flow
+Deployments: `refresh-index` (interval or continuous, from params) and, when params has a
+`training:` section, `retrain` (cron, UI parameters), `retrain-trigger` (the data-volume
+check) and `evaluate` (on demand). Flow
 runs execute in subprocesses of this one; stopping it stops them.
 """
 
@@ -16,14 +17,16 @@ from typing import Any
 from prefect import serve
 
 from flows import evaluate, refresh_index, retrain
+from ragtune.config import load_params
 
 
 def build_deployments(params_path: str | Path) -> list[Any]:
-    return [
-        refresh_index.build_deployment(params_path),
-        *retrain.build_deployments(params_path),
-        evaluate.build_deployment(params_path),
-    ]
+    """What `ragtune.services.deployments` names: the training deployments only when params
+    has a `training:` section."""
+    built = [refresh_index.build_deployment(params_path)]
+    if load_params(Path(params_path)).training is not None:
+        built += [*retrain.build_deployments(params_path), evaluate.build_deployment(params_path)]
+    return built
 
 
 def main() -> None:

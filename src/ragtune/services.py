@@ -5,10 +5,10 @@ with its log under `<workspace>/logs/`:
 
 - the Prefect server (UI and API; SQLite under `<workspace>/prefect/`),
 - the MLflow server (UI over the workspace's tracking store and artifacts, one worker),
-- `python -m flows.serve`, which holds the deployments refresh-index, retrain,
-  retrain-trigger and evaluate and runs their flow runs.
+- `python -m flows.serve`, which holds the deployments refresh-index and, when params has
+  a `training:` section, retrain, retrain-trigger and evaluate, and runs their flow runs.
 
-It waits until each answers (the Prefect API's health, MLflow's /health, and the four
+It waits until each answers (the Prefect API's health, MLflow's /health, and the
 deployments registered), then records the PIDs in `<workspace>/services.json`. `down`
 stops exactly those processes (a PID is only signalled while its start time matches the
 recorded one, so a recycled PID is never touched) and their children, then checks the
@@ -34,8 +34,8 @@ from ragtune.config import Params
 from ragtune.errors import ServiceError
 
 STATE_FILE = "services.json"
-DEPLOYMENTS = (
-    "refresh_index/refresh-index",
+INDEX_DEPLOYMENTS = ("refresh_index/refresh-index",)
+TRAINING_DEPLOYMENTS = (
     "retrain/retrain",
     "retrain_trigger/retrain-trigger",
     "evaluate/evaluate",
@@ -58,6 +58,12 @@ class Service:
     log: str
     url: str | None = None
     port: int | None = None
+
+
+def deployments(params: Params) -> tuple[str, ...]:
+    """FLOW/DEPLOYMENT names `up` serves: the training ones only with a `training:` section
+    (without one they could only fail on every schedule)."""
+    return INDEX_DEPLOYMENTS + (TRAINING_DEPLOYMENTS if params.training is not None else ())
 
 
 def urls(params: Params) -> dict[str, str]:
@@ -139,8 +145,9 @@ def up(params: Params, params_path: Path, echo: Any = print) -> dict[str, str]:
         )
         started.append(serving)
         _write_state(params, started)
-        _wait_for_deployments(serving, f"{links['prefect']}/api", config.start_timeout_s)
-        echo(f"deployments {', '.join(d.split('/')[1] for d in DEPLOYMENTS)} (pid {serving.pid})")
+        expected = deployments(params)
+        _wait_for_deployments(serving, expected, f"{links['prefect']}/api", config.start_timeout_s)
+        echo(f"deployments {', '.join(d.split('/')[1] for d in expected)} (pid {serving.pid})")
     except BaseException:
         _stop(started)
         _state_path(params).unlink(missing_ok=True)
@@ -296,16 +303,18 @@ def _wait(service: Service, url: str, timeout_s: float) -> None:
     )
 
 
-def _wait_for_deployments(service: Service, api: str, timeout_s: float) -> None:
+def _wait_for_deployments(
+    service: Service, expected: tuple[str, ...], api: str, timeout_s: float
+) -> None:
     deadline = time.monotonic() + timeout_s
-    missing: list[str] = list(DEPLOYMENTS)
+    missing: list[str] = list(expected)
     while time.monotonic() < deadline:
         if not _alive(service):
             raise ServiceError(
                 f"the deployments process exited while starting; last lines of {service.log}:\n"
                 + _tail(service.log)
             )
-        missing = [d for d in DEPLOYMENTS if not _deployment_exists(api, d)]
+        missing = [d for d in expected if not _deployment_exists(api, d)]
         if not missing and "Your deployments are being served" in _tail(service.log, 200):
             return
         time.sleep(1.0)

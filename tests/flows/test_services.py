@@ -129,6 +129,17 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path, tiny_base: Path) -> None:
     assert not (params.parent / ".ragtune" / "services.json").exists()
 
 
+def test_without_a_training_section_only_refresh_index_is_served(tmp_path: Path) -> None:
+    from flows.serve import build_deployments
+    from ragtune.config import load_params
+    from ragtune.services import deployments
+
+    params = tmp_path / "params.yaml"
+    params.write_text("sources: {}\n")
+    assert [d.name for d in build_deployments(params)] == ["refresh-index"]
+    assert deployments(load_params(params)) == ("refresh_index/refresh-index",)
+
+
 def test_retrain_from_the_prefect_ui_shows_up_in_the_mlflow_ui(project: Path) -> None:
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is not installed; `make test` installs it")
