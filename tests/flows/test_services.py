@@ -25,7 +25,7 @@ import psutil
 import pytest
 
 from tests.integration.test_data_docs import CHROMIUM, CHROMIUM_ARGS
-from tests.training_support import ROOT, make_project
+from tests.training_support import ROOT, insert_rows, make_project, qa_rows
 
 RAGTUNE = str(Path(sys.executable).with_name("ragtune"))
 SHOTS = ROOT / "test-artifacts" / "browser"
@@ -235,6 +235,30 @@ def check_mlflow(page: Any, mlflow: str, run_link: str, expect: Any) -> None:
     page.goto(f"{mlflow}/#/models/ragtune-generator")
     expect(page.get_by_text(f"Version {version}").first).to_be_visible()
     page.screenshot(path=str(SHOTS / "5-mlflow-model.png"), full_page=True)
+
+
+def test_the_served_trigger_starts_a_run_of_the_retrain_deployment(project: Path) -> None:
+    """So that on a cluster a triggered retrain lands on the retrain deployment's pool."""
+    api = ui(project)["prefect"] + "/api"
+    insert_rows(project.parent / "labels.db", qa_rows(1000, 60))  # > retrain.min_new_rows
+    trigger = get_json(f"{api}/deployments/name/retrain_trigger/retrain-trigger")
+    run = post_json(f"{api}/deployments/{trigger['id']}/create_flow_run", {})
+    deadline = time.monotonic() + 120
+    while (state := get_json(f"{api}/flow_runs/{run['id']}")["state"]["type"]) not in (
+        "COMPLETED",
+        "FAILED",
+        "CRASHED",
+    ) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert state == "COMPLETED"
+    retrain = get_json(f"{api}/deployments/name/retrain/retrain")
+    runs = post_json(f"{api}/flow_runs/filter", {"deployments": {"id": {"any_": [retrain["id"]]}}})
+    (started,) = [r for r in runs if "new labelled rows" in str(r["parameters"].get("trigger"))]
+    # not needed to run here: cancel it (the serving process stops it if it has started)
+    post_json(
+        f"{api}/flow_runs/{started['id']}/set_state",
+        {"state": {"type": "CANCELLED", "name": "Cancelled"}, "force": True},
+    )
 
 
 def test_down_stops_every_process_and_frees_every_port(project: Path) -> None:
