@@ -171,6 +171,8 @@ def down(params: Params, echo: Any = print) -> list[Service]:
             )
     for service in stopped:
         echo(f"stopped {service.name} (pid {service.pid})")
+    if not stopped:
+        echo("nothing was running any more; removed the stale record of `ragtune up`")
     return services
 
 

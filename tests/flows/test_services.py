@@ -129,6 +129,25 @@ def test_a_busy_port_is_a_clear_error(tmp_path: Path, tiny_base: Path) -> None:
     assert not (params.parent / ".ragtune" / "services.json").exists()
 
 
+def test_down_with_a_stale_record_touches_nothing(tmp_path: Path) -> None:
+    """A recorded PID now used by another process (start time differs) is never signalled."""
+    params = tmp_path / "params.yaml"
+    params.write_text("sources: {}\n")
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        state = tmp_path / ".ragtune" / "services.json"
+        state.parent.mkdir()
+        entry = {"name": "prefect", "pid": bystander.pid, "started": 1.0, "log": "x"}
+        state.write_text(json.dumps({"services": [entry]}))
+        stopped = ragtune("down", params=params, timeout=60)
+        assert stopped.returncode == 0, stopped.stderr
+        assert "stale record" in stopped.stdout
+        assert bystander.poll() is None  # still running
+        assert not state.exists()
+    finally:
+        bystander.kill()
+
+
 def test_without_a_training_section_only_refresh_index_is_served(tmp_path: Path) -> None:
     from flows.serve import build_deployments
     from ragtune.config import load_params
