@@ -495,7 +495,7 @@ def ask(
     k: Annotated[int | None, typer.Option("-k", min=1, max=50, help="sources to retrieve")] = None,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
-    """Answer a question from fresh sources, citing them as [n], with the champion model."""
+    """Answer a question from fresh sources, citing them as \\[n], with the champion model."""
     from ragtune.answer import Answerer
 
     answer = Answerer(_load(params), model).ask(question, k=k, tenant=tenant)
@@ -619,8 +619,9 @@ def evaluate(
     "services.mlflow_port, services.refresh). Logs: <workspace>/logs/. Stop with `ragtune down`."
 )
 def up(params: ParamsOption = DEFAULT_PARAMS) -> None:
-    """Start the Prefect UI, the MLflow UI and the deployments (refresh-index, retrain,
-    retrain-trigger, evaluate) in the background; prints the URLs once each answers."""
+    """Start the Prefect UI, the MLflow UI and the deployments (refresh-index; retrain,
+    retrain-trigger and evaluate when params has a training section) in the background;
+    prints the URLs once each answers."""
     from ragtune.services import up as start
 
     start(_load(params), params, echo=out.print)

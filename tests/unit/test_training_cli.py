@@ -54,3 +54,14 @@ def test_stage_order_matches_dvc_yaml() -> None:
 
     root = Path(__file__).resolve().parents[2]
     assert tuple(yaml.safe_load((root / "dvc.yaml").read_text())["stages"]) == STAGES
+
+
+def test_help_texts_keep_their_brackets() -> None:
+    """Rich markup must not swallow literal [n] in command help."""
+    from typer.testing import CliRunner
+
+    from ragtune.cli import app
+
+    shown = CliRunner().invoke(app, ["ask", "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0
+    assert "citing them as [n]" in shown.output
