@@ -404,12 +404,12 @@ def _add_docs(app: FastAPI) -> None:
     if assets.is_dir():
         app.mount(ASSETS_URL, StaticFiles(directory=assets), name="assets")
     openapi_url = app.openapi_url or "/openapi.json"
+    files = docs_assets.api_docs_files(assets) if assets.is_dir() else None  # checked once
 
     def local(request: Request) -> tuple[str, dict[str, str]] | None:
-        root = request.scope.get("root_path", "").rstrip("/")
-        files = docs_assets.api_docs_files(assets) if assets.is_dir() else None
         if files is None:
             return None
+        root = request.scope.get("root_path", "").rstrip("/")
         return root, {role: f"{root}{ASSETS_URL}/{path}" for role, path in files.items()}
 
     @app.get("/docs", include_in_schema=False)
