@@ -82,25 +82,25 @@ def load_generator(
     """The champion's adapter on the base model; the base alone when asked or when none.
     `version` loads that registered version instead of the champion."""
     from ragtune.adapters.models import load_model, load_tokenizer, pick_device, use_bf16
+    from ragtune.stages import open_registry
     from ragtune.stages.train import base_folder
 
     if which not in ("champion", "base"):
         raise ConfigError(f"--model {which!r}: choose champion or base")
     base = base_folder(params)
     device = pick_device(params.train.device)
-    adapter, name = None, "base"
-    if version is not None:
-        adapter = _registered_adapter(params, version)
-    elif which == "champion":
-        found = _champion_version(params)
-        if found is not None:
-            version = found
-            adapter = _registered_adapter(params, found)
-    if adapter is not None:
-        name = "ragtune-generator"
+    adapter = None
+    tracker = open_registry(params) if version is not None or which == "champion" else None
+    if tracker is None and version is not None:
+        raise ConfigError(f"model version {version}: no model registry at {params.tracking_uri()}")
+    if tracker is not None and version is None:
+        champion = tracker.champion()
+        version = None if champion is None else str(champion["version"])
+    if tracker is not None and version is not None:
+        adapter = _registered_adapter(tracker, params, version)
     model = load_model(base, device, adapter)
     return Generator(
-        name if adapter else f"base:{params.train.base_model}",
+        "ragtune-generator" if adapter else f"base:{params.train.base_model}",
         version,
         model,
         load_tokenizer(base),
@@ -109,44 +109,25 @@ def load_generator(
     )
 
 
-def _champion_version(params: Params) -> str | None:
-    if not _registry_exists(params):
-        return None
-    from ragtune.stages import open_tracker
-
-    champion = open_tracker(params).champion()
-    return None if champion is None else str(champion["version"])
-
-
 def raft_version(params: Params) -> str | None:
     """The newest registered version trained on RAFT examples, or None."""
-    if not _registry_exists(params):
-        return None
-    from ragtune.stages import open_tracker
+    from ragtune.stages import open_registry
 
-    for found in open_tracker(params).versions():
+    tracker = open_registry(params)
+    for found in tracker.versions() if tracker is not None else []:
         if found["tags"].get("ragtune.rag_context") == "raft":
             return str(found["version"])
     return None
 
 
-def _registry_exists(params: Params) -> bool:
-    store = params.tracking_uri()
-    return not (
-        store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file()
-    )
-
-
-def _registered_adapter(params: Params, version: str) -> Path:
+def _registered_adapter(tracker: Any, params: Params, version: str) -> Path:
     """A registered version's adapter, downloaded once into the workspace (per version)."""
-    from ragtune.stages import open_tracker
-
     folder = params.workspace.path / "models" / f"version-{version}"
     if not (folder / "adapter" / "adapter_config.json").is_file():
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        open_tracker(params).download(version, folder)
+        tracker.download(version, folder)
     return folder / "adapter"
 
 

@@ -33,6 +33,7 @@ from ragtune.stages import (
     PARENT_RUN_ENV,
     POSITION,
     PROMOTION,
+    open_registry,
     open_tracker,
     read_json,
     write_run_params,
@@ -186,11 +187,10 @@ def check_labelled_rows(params: Params, root: Path) -> LabelledCheck:
 def model_status(params: Params) -> dict[str, Any]:
     """For `ragtune status`: the tracking URI, the champion, versions trained on deleted rows."""
     status: dict[str, Any] = {"tracking_uri": params.tracking_uri(), "champion": None}
-    store = params.tracking_uri()
-    if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
+    tracker = open_registry(params)
+    if tracker is None:
         status["trained_on_deleted_rows"] = []
         return status
-    tracker = open_tracker(params)
     champion = tracker.champion()
     if champion:
         status["champion"] = {

@@ -119,6 +119,15 @@ def open_tracker(params: Params) -> Any:
     return Tracker(params.tracking_uri(), params.artifact_location(), params.tracking.experiment)
 
 
+def open_registry(params: Params) -> Any:
+    """The tracker, or None while a local sqlite store does not exist yet (nothing was ever
+    registered, and opening it would create the file)."""
+    store = params.tracking_uri()
+    if store.startswith("sqlite:///") and not Path(store.removeprefix("sqlite:///")).is_file():
+        return None
+    return open_tracker(params)
+
+
 def stage_main(name: str, body: Callable[[StageContext], None]) -> None:
     """Run one stage as a program: errors become one `ragtune:` line and exit code 1."""
     try:
