@@ -78,16 +78,12 @@ def freshness_table(params: Params) -> None:
 
 def evaluation_table(params: Params, report: dict[str, Any], markdown: str) -> None:
     """The evaluation table (one row per configuration) and the Markdown report."""
-    from ragtune.evaluation import METRICS
+    from ragtune.evaluation import columns
 
-    rows = [
-        {"configuration": name, **{m: values.get(m) for m in METRICS}}
-        for name, values in report["configurations"].items()
-    ]
     create_table_artifact(
-        rows,
+        columns(report),
         key="ragtune-evaluation",
-        description=f"base / rag / finetuned / finetuned_rag on index version "
+        description=f"{' / '.join(report['configurations'])} on index version "
         f"{report['index_version']}",
     )
     create_markdown_artifact(markdown, key="ragtune-evaluation-report")

@@ -223,12 +223,13 @@ def save(params: Params, report: dict[str, Any], root: Path) -> dict[str, Path]:
             tracker.log_metrics(
                 run, {f"{name}.{k}": float(v) for k, v in values.items() if v is not None}
             )
-        tracker.log_table(run, _table(report), "evaluation_table.json")
+        tracker.log_table(run, columns(report), "evaluation_table.json")
         tracker.log_artifacts(run, folder, "evaluation")
     return paths
 
 
-def _table(report: dict[str, Any]) -> dict[str, list[Any]]:
+def columns(report: dict[str, Any]) -> dict[str, list[Any]]:
+    """The configurations table as columns (MLflow and Prefect tables take this form)."""
     names = list(report["configurations"])
     table: dict[str, list[Any]] = {"configuration": names}
     for metric in METRICS:
