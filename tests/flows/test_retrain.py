@@ -83,6 +83,28 @@ def test_retrain_then_volume_and_delete_triggers(
     assert tracker.version_info("1")["tags"][DELETED_TAG] == "true"
     assert fired["retrain"]["promotion"]["version"] == "2"
 
+    # the `evaluate` flow on the versions just trained, with its results in the Prefect UI
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from flows.evaluate import evaluate
+
+    state = evaluate(str(path), max_questions=1, return_state=True)
+    assert state.is_completed(), state.message
+    report = state.result()
+    assert {"base", "rag", "finetuned", "finetuned_rag"} <= set(report["configurations"])
+    assert report["configurations"]["base"]["questions"] == 1
+    with get_client(sync_client=True) as client:
+        made = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    by_type = {a.type: a for a in made}
+    assert {"table", "markdown", "progress"} <= set(by_type)
+    assert [a.data for a in made if a.type == "progress"] == [100.0]
+    assert any(report["mlflow_run_id"] in str(a.data) for a in made if a.type == "markdown")
+
 
 def test_a_snapshot_failing_its_suite_fails_the_flow_run(
     prefect_server: None, tiny_base: Path, tmp_path: Path
