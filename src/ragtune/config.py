@@ -227,6 +227,12 @@ class QualityConfig(Section):
     mass_delete_min_documents: int = Field(
         20, ge=0, description="the mass-delete guard applies from this many indexed documents"
     )
+    mass_delete_window_s: float = Field(
+        3600.0, ge=0, description="the mass-delete guard counts deletes over this window"
+    )
+    max_chunks_per_document: int = Field(
+        2000, ge=1, description="a document that would make more chunks is quarantined"
+    )
     keep_validations: int = Field(200, ge=1, description="stored results per suite")
     docs_index_limit: int = Field(30, ge=1, description="validations listed on the docs index")
     docs_interval_s: float = Field(
@@ -402,6 +408,18 @@ class ServicesConfig(Section):
     start_timeout_s: float = Field(180.0, gt=0, description="wait this long for each to answer")
 
 
+class ApiConfig(Section):
+    """`ragtune api`: where it listens and who may read what."""
+
+    host: str = Field(
+        "127.0.0.1", description="interface to listen on; other than localhost needs API keys"
+    )
+    port: int = Field(8000, ge=1, le=65535)
+    keys_file: WorkspacePath | None = Field(
+        None, description="YAML: key name -> {key: ${ENV} or sha256:<hex>, tenants: [...]}"
+    )
+
+
 class DemoConfig(Section):
     sdist_dir: WorkspacePath = Path("data/demo/sdist")
     source: str = "docs"
@@ -440,6 +458,7 @@ class Params(Section):
     versioning: VersioningConfig = VersioningConfig()
     retrain: RetrainConfig = RetrainConfig()
     services: ServicesConfig = ServicesConfig()
+    api: ApiConfig = ApiConfig()
 
     @field_validator("sources")
     @classmethod
@@ -510,6 +529,23 @@ def expand_env(value: Any, where: str = "") -> Any:
     return ENV_REFERENCE.sub(substitute, value)
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors and aliases: a few nested aliases can expand to
+    gigabytes (a "billion laughs" file), and a params file has no need for them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "YAML aliases (*name) are not allowed; write the value out",
+                event.start_mark,
+            )
+        node = super().compose_node(parent, index)
+        return node
+
+
 def load_params(
     path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None
 ) -> Params:
@@ -523,7 +559,7 @@ def load_params(
             f"{file}: params file not found; pass --params PATH or create one (see README)"
         )
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # noqa: S506
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""

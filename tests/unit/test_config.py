@@ -115,3 +115,19 @@ def test_services_ports_are_checked(tmp_path: Path) -> None:
     path.write_text("services: {prefect_port: 70000}\n")
     with pytest.raises(ConfigError, match=r"services\.prefect_port"):
         load_params(path)
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path: Path) -> None:
+    # nine levels of nine aliases: 9**9 strings if expanded (the "billion laughs" shape)
+    lines = ['l0: &l0 "lol"']
+    for level in range(1, 10):
+        refs = ", ".join([f"*l{level - 1}"] * 9)
+        lines.append(f"l{level}: &l{level} [{refs}]")
+    lines.append("sources: {}")
+    path = tmp_path / "params.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    assert len(path.read_bytes()) < 1500
+    with pytest.raises(ConfigError) as caught:
+        load_params(path)
+    message = str(caught.value)
+    assert "aliases" in message and "line 2" in message and "\n" not in message
