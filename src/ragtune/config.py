@@ -559,7 +559,7 @@ def load_params(
             f"{file}: params file not found; pass --params PATH or create one (see README)"
         )
     try:
-        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # noqa: S506
+        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}" if mark is not None else ""
