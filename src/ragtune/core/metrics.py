@@ -29,9 +29,10 @@ def token_f1(prediction: str, reference: str) -> float:
 
 
 def contains(prediction: str, reference: str, max_words: int = 8) -> float:
-    """1.0 when the prediction holds the reference (or its first `max_words` words)."""
+    """1.0 when the prediction holds the reference (or its first `max_words` words) as
+    whole words in order: "no" is not in "I know", nor "42" in "1420"."""
     expected = normalise(reference).split()[:max_words]
-    return float(bool(expected) and " ".join(expected) in normalise(prediction))
+    return float(bool(expected) and f" {' '.join(expected)} " in f" {normalise(prediction)} ")
 
 
 def citations(answer: str) -> list[int]:
