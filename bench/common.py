@@ -66,7 +66,7 @@ quality:
 
 def install_changelog(params: Params) -> None:
     source = SqlSource.open("docs", params.sources["docs"])
-    Changelog(source).install()
+    Changelog(source, params.workspace.path).install()
     source.close()
 
 

@@ -79,17 +79,22 @@ def source_install(
     ] = None,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
-    """Add the changelog table and INSERT/UPDATE/DELETE triggers to source tables."""
-    from ragtune.adapters.changelog import Changelog
+    """Add the changelog table and INSERT/UPDATE/DELETE triggers to source tables.
+
+    Each workspace gets its own queue per source; running it again upgrades an older
+    install in place.
+    """
+    from ragtune.adapters.changelog import Changelog, workspace_id
     from ragtune.workspace import open_sources, open_state
 
     loaded = _load(params)
     selected = _changelog_sources(loaded, name)
+    workspace_id(loaded.workspace.path, create=True)  # writable, before any DDL
     sources = open_sources(loaded, None if name is None else name)
     state = open_state(loaded)
     for source_name in selected:
-        Changelog(sources[source_name]).install()
-        state.require_full(source_name)
+        state.require_full(source_name)  # before the triggers: the state file is writable
+        Changelog(sources[source_name], loaded.workspace.path).install()
         out.print(
             f"installed changelog for [bold]{source_name}[/] on {sources[source_name].config.table}"
             " — the next sync re-reads the whole table once"
@@ -111,7 +116,7 @@ def source_uninstall(
     selected = _changelog_sources(loaded, name)
     sources = open_sources(loaded, name)
     for source_name in selected:
-        Changelog(sources[source_name]).uninstall()
+        Changelog(sources[source_name], loaded.workspace.path).uninstall()
         out.print(f"removed changelog of [bold]{source_name}[/]")
 
 

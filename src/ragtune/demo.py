@@ -161,7 +161,7 @@ def run_demo(
 
     source_name = params.demo.source
     source = SqlSource.open(source_name, config)
-    Changelog(source).install()
+    Changelog(source, params.workspace.path).install()
     source.close()
     open_state(params).require_full(source_name)
     syncs = open_syncs(params, source_name)

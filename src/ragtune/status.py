@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 from ragtune.adapters.changelog import Changelog
@@ -32,7 +33,7 @@ def collect_status(params: Params) -> dict[str, Any]:
                 "quarantined": len(state.quarantined(name)),
                 "error": None,
             }
-            entry.update(_pending(name, config))
+            entry.update(_pending(name, config, params.workspace.path))
             sources[name] = entry
         location = str(params.index.path) if params.index.backend == "lancedb" else params.index.url
         return {
@@ -86,7 +87,7 @@ def _quality(params: Params) -> dict[str, Any]:
     }
 
 
-def _pending(name: str, config: Any) -> dict[str, Any]:
+def _pending(name: str, config: Any, workspace: Path) -> dict[str, Any]:
     """Queued changes not yet in the index (changelog capture), or why it is unknown."""
     try:
         source = SqlSource.open(name, config)
@@ -95,7 +96,7 @@ def _pending(name: str, config: Any) -> dict[str, Any]:
     try:
         if config.capture != "changelog":
             return {}
-        changelog = Changelog(source)
+        changelog = Changelog(source, workspace)
         if not changelog.is_installed():
             return {"error": f"changelog not installed; run `ragtune source install {name}`"}
         return {"pending": changelog.count()}

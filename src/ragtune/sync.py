@@ -32,7 +32,15 @@ from ragtune.adapters.sources import SqlSource
 from ragtune.adapters.state import RunCounts, StateStore
 from ragtune.config import Params, SourceConfig
 from ragtune.core.chunking import chunk_document, fingerprint
-from ragtune.core.documents import Document, RowSpec, as_utc, document_from_row, metadata_tags
+from ragtune.core.documents import (
+    NULL_KEY,
+    Document,
+    RowSpec,
+    as_utc,
+    document_from_row,
+    metadata_tags,
+    row_problems,
+)
 from ragtune.core.ids import chunk_hash, chunk_id, partition_of
 from ragtune.core.quality import batch_summary, change_rows
 from ragtune.core.sync_plan import SyncPlan, plan_sync, surplus_chunks
@@ -143,7 +151,9 @@ class SourceSync:
         self.fingerprint = fingerprint(
             params.embeddings.model, params.chunking.max_tokens, params.chunking.overlap_tokens
         )
-        self.changelog = Changelog(source) if self.config.capture == "changelog" else None
+        self.changelog = (
+            Changelog(source, params.workspace.path) if self.config.capture == "changelog" else None
+        )
         if self.changelog is not None:
             installed_or_fail(self.changelog)
         if self.config.capture == "cursor" and partition.count > 1:
@@ -178,18 +188,36 @@ class SourceSync:
         return next(self._batches, None)
 
     def load(self, batch: Batch) -> tuple[list[Document], list[str]]:
-        """Re-read the batch's keys: documents for present rows, keys whose rows are gone."""
-        rows = batch.rows if batch.rows is not None else self.source.read_rows(batch.keys)
+        """Re-read the batch's keys: documents for present rows, keys whose rows are gone.
+
+        Changelog keys are re-read by the database's own key comparison against the queued
+        values (never a text round trip). A row that cannot become a document (NULL key,
+        undecodable text) is quarantined with its reason, and the rest go on; its earlier
+        indexed version, if any, stays.
+        """
+        rows = batch.rows
+        if rows is None and batch.kind == "changes" and self.changelog is not None:
+            rows = self.changelog.read_rows(batch.ack_ids)
+        elif rows is None:
+            rows = self.source.read_rows([k for k in batch.keys if k != NULL_KEY])
         now = dt.datetime.now(dt.UTC)
-        present: list[Document] = [
-            d
-            for key, row in batch.duplicates
-            if (d := document_from_row(self.name, self.spec, row, now)) is not None
-        ]
+        held: dict[str, list[str]] = {}
+        present: list[Document] = []
+        for key, row in batch.duplicates:
+            if problems := row_problems(self.spec, row):
+                held[key] = problems
+            elif (d := document_from_row(self.name, self.spec, row, now)) is not None:
+                present.append(d)
         absent: list[str] = []
         for key in batch.keys:
+            if key == NULL_KEY:
+                self._hold_null_keys()
+                continue
             row = rows.get(key)
             document = None
+            if row is not None and (problems := row_problems(self.spec, row)):
+                held[key] = problems
+                continue
             if row is not None:
                 document = document_from_row(
                     self.name, self.spec, row, batch.changed_at.get(key, now)
@@ -198,7 +226,20 @@ class SourceSync:
                 absent.append(key)
             else:
                 present.append(document)
+        self.state.quarantine(self.name, held)
         return present, absent
+
+    def _hold_null_keys(self) -> None:
+        """Quarantine the source's NULL-key rows under NULL_KEY, or release it when none."""
+        nulls = self.source.null_keys()
+        if nulls:
+            reason = (
+                f"{nulls} row(s) have a NULL key column '{self.config.key}': a row needs a key "
+                "to be indexed"
+            )
+            self.state.quarantine(self.name, {NULL_KEY: [reason]})
+        else:
+            self.state.release(self.name, [NULL_KEY])
 
     def plan(self, present: Sequence[Document], absent: Sequence[str]) -> SyncPlan:
         """Compare with the index's ledger: what to upsert, delete, leave alone."""
@@ -470,6 +511,11 @@ class SourceSync:
         watermark = (
             _stamp(self.source.max_updated_at()) if self.config.capture == "cursor" else None
         )
+        if self.partition.owns(NULL_KEY) and (
+            self.source.null_keys()
+            or any(q["key"] == NULL_KEY for q in self.state.quarantined(self.name))
+        ):  # the scan skips NULL keys; load quarantines (or releases) them as one
+            yield Batch("keys", [NULL_KEY], {})
         seen: set[str] = set()
         for page in self.source.scan(self.params.sync.batch_size):
             now = dt.datetime.now(dt.UTC)  # a backfilled row is "changed" when it is read

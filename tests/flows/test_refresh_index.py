@@ -42,7 +42,7 @@ def make_workspace(db: Database, tmp_path: Path, rows: int = 12) -> tuple[Path, 
     )
     params = load_params(path)
     source = SqlSource.open("docs", params.sources["docs"])
-    Changelog(source).install()
+    Changelog(source, params.workspace.path).install()
     source.close()
     return path, table
 

@@ -21,7 +21,7 @@ def test_triggers_capture_every_kind_of_change_and_uninstall_removes_them(
     table = create_documents(database)
     params = load_params(write_params(tmp_path / "ws", database.url))
     source = SqlSource.open("docs", params.sources["docs"])
-    changelog = Changelog(source)
+    changelog = Changelog(source, params.workspace.path)
     changelog.install()
     changelog.install()  # idempotent
     with database.engine.begin() as c:

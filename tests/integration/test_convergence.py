@@ -37,7 +37,7 @@ def prepare(db: Database, tmp_path: Path, capture: str) -> tuple[Any, Path, Work
     params = load_params(path)
     if capture == "changelog":
         source = SqlSource.open("docs", params.sources["docs"])
-        Changelog(source).install()
+        Changelog(source, params.workspace.path).install()
         source.close()
     workload = Workload(db.engine, table, seed=random.randrange(1 << 30))
     workload.run(200)  # a table that already holds rows before the first sync

@@ -42,7 +42,7 @@ def synced_workspace(db: Database, tmp_path: Path, embedder: Any) -> Any:
         )
     params = load_params(write_params(tmp_path / "ws", db.url))
     source = SqlSource.open("docs", params.sources["docs"])
-    Changelog(source).install()
+    Changelog(source, params.workspace.path).install()
     source.close()
     (one,) = open_syncs(params, embedder=embedder)
     one.run()

@@ -19,7 +19,7 @@ from tests.training_support import DOCS_SOURCE, add_documents, insert_rows, make
 def sync(params_path: Path, embedder: Any) -> None:
     params = load_params(params_path)
     source = SqlSource.open("docs", params.sources["docs"])
-    Changelog(source).install()
+    Changelog(source, params.workspace.path).install()
     source.close()
     for one in open_syncs(params, embedder=embedder):
         one.run(full=True)

@@ -30,7 +30,7 @@ def installed(db: Database, tmp_path: Path, extra: str = "") -> tuple[Any, Path,
     path = write_params(tmp_path / "ws", db.url, extra=extra, quality=CHURN)
     params = load_params(path)
     source = SqlSource.open("docs", params.sources["docs"])
-    Changelog(source).install()
+    Changelog(source, params.workspace.path).install()
     source.close()
     return params, path, table
 

@@ -51,7 +51,7 @@ def setup(db: Database, tmp_path: Path, quality: str = "") -> tuple[Any, Path, s
     path = write_params(tmp_path / "ws", db.url, quality=quality)
     params = load_params(path)
     source = SqlSource.open("docs", params.sources["docs"])
-    Changelog(source).install()
+    Changelog(source, params.workspace.path).install()
     source.close()
     return params, path, table
 
@@ -111,7 +111,7 @@ def test_loose_sqlite_types_and_duplicate_keys(
     )
     params = load_params(path)
     source = SqlSource.open("docs", params.sources["docs"])
-    Changelog(source).install()
+    Changelog(source, params.workspace.path).install()
     source.close()
     run_sync(params, embedder)
     held = quarantined(params)
@@ -152,7 +152,7 @@ def test_mass_delete_is_refused_then_allowed(
     with database.engine.begin() as c:
         c.execute(table.delete().where(table.c.id < 15))  # 30% of 50 indexed documents
     source = SqlSource.open("docs", params.sources["docs"])
-    pending = Changelog(source).count()
+    pending = Changelog(source, params.workspace.path).count()
 
     code, _, err = run_cli(["sync", "--params", str(path)], capsys)
     assert code == 6
@@ -163,13 +163,13 @@ def test_mass_delete_is_refused_then_allowed(
         and "--allow-mass-delete" in line
     )
     assert index.version() == version  # nothing written
-    assert Changelog(source).count() == pending  # position not advanced
+    assert Changelog(source, params.workspace.path).count() == pending  # position not advanced
     with pytest.raises(QualityGateError):
         run_sync(params, embedder)
 
     code, _, err = run_cli(["sync", "--allow-mass-delete", "--params", str(path)], capsys)
     assert code == 0, err
-    assert Changelog(source).count() == 0
+    assert Changelog(source, params.workspace.path).count() == 0
     source.close()
     assert_index_matches(database, params, embedder)
 

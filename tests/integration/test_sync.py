@@ -52,7 +52,7 @@ def setup_source(
     params = load_params(write_params(tmp_path / "ws", db.url, capture))
     if capture == "changelog":
         syncs = open_syncs_without_check(params)
-        Changelog(syncs).install()
+        Changelog(syncs, params.workspace.path).install()
     return params, table
 
 

@@ -48,7 +48,7 @@ def test_planted_instructions_are_not_obeyed(
     )
     params = load_params(params_path)
     source = SqlSource.open("docs", params.sources["docs"])
-    Changelog(source).install()
+    Changelog(source, params.workspace.path).install()
     source.close()
     for one in open_syncs(params, embedder=embedder):
         one.run()

@@ -20,7 +20,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, NoSuchTableError, SQLAlchemyError
 
 from ragtune.config import SourceConfig
-from ragtune.core.documents import key_text
+from ragtune.core.documents import UndecodableText, key_text, key_value_text
 from ragtune.errors import SourceError
 
 READ_CHUNK = 500  # keys per IN (...) list, under every dialect's parameter limit
@@ -74,12 +74,28 @@ def create_source_engine(name: str, url: str) -> Engine:
             f"source '{name}': unsupported database '{backend}'; use sqlite, postgresql or mysql"
         )
     try:
-        return sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+        engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
     except NoSuchModuleError:
         raise SourceError(
             f"source '{name}': no driver for {parsed.drivername}; use "
             "postgresql+psycopg, mysql+pymysql or sqlite"
         ) from None
+    if backend == "sqlite":
+        sa.event.listen(engine, "connect", _decode_text_per_value)
+    return engine
+
+
+def _decode_text(raw: bytes) -> str | bytes:
+    """SQLite TEXT as str, or UndecodableText when it is not valid UTF-8: one bad value
+    then quarantines its row instead of failing the whole read."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return UndecodableText(raw)
+
+
+def _decode_text_per_value(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.text_factory = _decode_text
 
 
 def describe_db_error(exc: BaseException) -> str:
@@ -96,6 +112,7 @@ class KeyCodec:
     python_type: type | None
 
     def decode(self, text: str) -> Any:
+        text = key_value_text(text)  # ValueError for a label such as NULL_KEY
         kind = self.python_type
         if kind is int:
             return int(text)
@@ -189,11 +206,17 @@ class SqlSource:
             connection.rollback()
         return rows
 
-    def scan(self, batch_size: int) -> Iterator[list[dict[str, Any]]]:
-        """Every row, in key order, a page at a time (keyset pagination)."""
-        last: Any = None
+    def scan(self, batch_size: int, after: Any = None) -> Iterator[list[dict[str, Any]]]:
+        """Every row (after key value `after`), in key order, a page at a time (keyset
+        pagination): a scan that failed resumes from the last key it yielded."""
+        last: Any = after
         while True:
-            query = sa.select(*self.columns).order_by(self.key).limit(batch_size)
+            query = (
+                sa.select(*self.columns)
+                .where(self.key.is_not(None))  # NULL keys: null_keys(), quarantined
+                .order_by(self.key)
+                .limit(batch_size)
+            )
             if last is not None:
                 query = query.where(self.key > last)
             with self.engine.connect() as connection:
@@ -213,12 +236,20 @@ class SqlSource:
             columns.append(self.table.c[self.config.deleted])
         keys: set[str] = set()
         with self.engine.connect() as connection:
-            for row in connection.execute(sa.select(*columns)):
+            for row in connection.execute(sa.select(*columns).where(self.key.is_not(None))):
                 if self.config.deleted and is_soft_deleted(row[1]):
                     continue
                 keys.add(key_text(row[0]))
             connection.rollback()
         return keys
+
+    def null_keys(self) -> int:
+        """How many rows have a NULL key (legal in a unique column; never indexable)."""
+        query = sa.select(sa.func.count()).select_from(self.table).where(self.key.is_(None))
+        with self.engine.connect() as connection:
+            value = connection.execute(query).scalar()
+            connection.rollback()
+        return int(value or 0)
 
     def count(self) -> int:
         with self.engine.connect() as connection:

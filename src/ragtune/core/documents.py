@@ -22,6 +22,15 @@ JSONValue = None | bool | int | float | str | list[Any] | dict[str, Any]
 
 FALSE_MARKS = {"", "0", "f", "false", "n", "no", "off"}
 
+# Key texts that start with KEY_MARK are escaped by doubling it, so a label that starts
+# with one KEY_MARK and then something else can never be the text of a real key.
+KEY_MARK = "\u2400"  # SYMBOL FOR NULL
+NULL_KEY = f"{KEY_MARK}NULL"  # the quarantine label of rows whose key is NULL
+
+
+class UndecodableText(bytes):
+    """A stored text value that is not valid UTF-8, kept as its bytes (SQLite)."""
+
 
 @dataclass(frozen=True)
 class RowSpec:
@@ -57,7 +66,11 @@ class Document:
 
 
 def key_text(value: Any) -> str:
-    """The canonical text of a key value, as the changelog triggers write it."""
+    """The canonical text of a key value; NULL is NULL_KEY, which no real key can be."""
+    if value is None:
+        return NULL_KEY
+    if isinstance(value, str):
+        return KEY_MARK + value if value.startswith(KEY_MARK) else value
     if isinstance(value, bool):
         return str(int(value))
     if isinstance(value, Decimal) and value == value.to_integral_value():
@@ -65,6 +78,32 @@ def key_text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.hex()
     return str(value)
+
+
+def key_value_text(text: str) -> str:
+    """The stored string a key text stands for; ValueError for a label such as NULL_KEY."""
+    if text.startswith(KEY_MARK * 2):
+        return text[1:]
+    if text.startswith(KEY_MARK):
+        raise ValueError(f"{text!r} is a label, not a key")
+    return text
+
+
+def row_problems(spec: RowSpec, row: Mapping[str, Any]) -> list[str]:
+    """Why a row read from a source cannot become a document (empty when it can)."""
+    if row.get(spec.key) is None:
+        return [f"key column '{spec.key}' is NULL: the row has no identity to index"]
+    problems = []
+    for column, value in row.items():
+        if column != spec.key and isinstance(value, UndecodableText):
+            try:
+                bytes(value).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                problems.append(
+                    f"column '{column}' is not valid UTF-8 (byte {exc.start}: "
+                    f"{bytes(value)[exc.start : exc.start + 4].hex()})"
+                )
+    return problems
 
 
 def is_soft_deleted(value: Any) -> bool:
