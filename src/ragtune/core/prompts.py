@@ -1,7 +1,9 @@
 """Prompts: a question with numbered sources, fenced and labelled as data.
 
 Retrieved text is untrusted: each source sits between fence lines, and the system message
-says that text inside the fences is material to quote, never instructions to follow. The
+says that text inside the fences is material to quote, never instructions to follow. Fence
+markers and chat-template markers (`<|im_start|>`, which a tokenizer would read as a real
+turn) inside a source are defused, so a source cannot close its fence or open a turn. The
 same builder makes training examples (RAFT) and live questions, so the model is trained on
 exactly the prompt shape it is later asked with.
 """
@@ -38,8 +40,8 @@ def user_message(question: str, sources: Sequence[SourceText] = (), max_chars: i
         return question.strip()
     blocks = []
     for n, source in enumerate(sources, start=1):
-        text = _clip(source.text, max_chars).replace("<<<", "‹‹‹")  # no fence forgery
-        title = source.title.replace("<<<", "‹‹‹")
+        text = _defuse(_clip(source.text, max_chars))
+        title = _defuse(source.title)
         blocks.append(f"{FENCE.format(n=n)}\n{title}\n{text}\n{END_FENCE.format(n=n)}")
     return "Sources:\n" + "\n".join(blocks) + f"\n\nQuestion: {question.strip()}"
 
@@ -59,6 +61,11 @@ def messages(
     if answer is not None:
         chat.append({"role": "assistant", "content": answer})
     return chat
+
+
+def _defuse(text: str) -> str:
+    """No fence forgery, and no chat-template special tokens (`<|im_start|>` and kin)."""
+    return text.replace("<<<", "‹‹‹").replace("<|", "‹|").replace("|>", "|›")
 
 
 def _clip(text: str, max_chars: int) -> str:
