@@ -23,6 +23,7 @@ from typing import Any
 
 from ragtune.adapters.index.base import SearchFilter, SearchHit
 from ragtune.config import Params
+from ragtune.core.injection import REFUSAL, guard_answer
 from ragtune.core.metrics import citations, token_f1
 from ragtune.core.prompts import SourceText, messages
 from ragtune.errors import ConfigError
@@ -31,6 +32,7 @@ from ragtune.search import search
 
 MIN_ATTRIBUTION_F1 = 0.1
 CITATION = re.compile(r"\s*\[(\d{1,3})\]")
+GUARD_ANSWERS = True  # drop sentences that follow instructions planted in sources
 
 
 @dataclass
@@ -190,7 +192,11 @@ class Answerer:
             raw = self.generator.generate([chat], self.params.evaluate.max_new_tokens)[0]
             s.set_outputs({"text": raw})
         generated = time.perf_counter()
-        text, cited, attribution = cite(raw, [h.text for h in hits])
+        if GUARD_ANSWERS:
+            raw = guard_answer(raw, [f"{_title(h)}\n{h.text}" for h in hits])
+        text, cited, attribution = (
+            cite(raw, [h.text for h in hits]) if raw != REFUSAL else (raw, [], "none")
+        )
         return Answer(
             question=question,
             answer=text,
