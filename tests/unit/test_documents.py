@@ -121,3 +121,28 @@ def test_partitions_cover_every_key_once() -> None:
     assert set(owners) == {0, 1, 2}
     assert all(owners.count(p) > 250 for p in range(3))
     assert all(partition_of(k, 1) == 0 for k in keys)
+
+
+def test_a_null_key_has_a_label_no_real_key_can_have() -> None:
+    from ragtune.core.documents import NULL_KEY, key_value_text
+
+    assert key_text(None) == NULL_KEY
+    for real in ("None", "NULL", "", NULL_KEY, NULL_KEY[0], NULL_KEY[0] * 2 + "NULL"):
+        text = key_text(real)
+        assert text != NULL_KEY, real
+        assert key_value_text(text) == real  # escaping round-trips
+    for number in (0, -1, Decimal("3"), 2.5, b"\x00", uuid.UUID(int=0)):
+        assert key_text(number) != NULL_KEY
+
+
+def test_row_problems_name_a_null_key_and_each_undecodable_column() -> None:
+    from ragtune.core.documents import UndecodableText, row_problems
+
+    spec = RowSpec(key="id", text=("title", "body"))
+    assert row_problems(spec, {"id": 1, "title": "t", "body": "b"}) == []
+    assert "NULL" in row_problems(spec, {"id": None, "title": "t", "body": "b"})[0]
+    bad = {"id": 1, "title": UndecodableText(b"ok\xff"), "body": UndecodableText(b"\xc3")}
+    problems = row_problems(spec, bad)
+    assert len(problems) == 2
+    assert "'title'" in problems[0] and "byte 2" in problems[0] and "ff" in problems[0]
+    assert "'body'" in problems[1] and "byte 0" in problems[1]
