@@ -89,8 +89,8 @@ def source_install(
 
     loaded = _load(params)
     selected = _changelog_sources(loaded, name)
-    workspace_id(loaded.workspace.path, create=True)  # writable, before any DDL
     sources = open_sources(loaded, None if name is None else name)
+    workspace_id(loaded.workspace.path, create=True)  # writable, before any DDL
     state = open_state(loaded)
     for source_name in selected:
         state.require_full(source_name)  # before the triggers: the state file is writable

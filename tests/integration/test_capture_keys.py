@@ -211,20 +211,10 @@ def test_undecodable_text_quarantines_only_its_row(
     assert list(quarantined(path)) == ["6"]
 
 
-@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_each_workspace_and_each_source_consumes_its_own_queue(
-    dialect: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], embedder: Any
+    sqlite_db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str], embedder: Any
 ) -> None:
-    database = create_database(dialect, tmp_path)
-    try:
-        _each_consumer_has_its_own_queue(database, tmp_path, capsys, embedder)
-    finally:
-        drop_database(database)
-
-
-def _each_consumer_has_its_own_queue(
-    database: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str], embedder: Any
-) -> None:
+    database = sqlite_db  # queue names and the registry are the same on every engine
     with database.engine.begin() as c:
         c.exec_driver_sql("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
         c.exec_driver_sql("INSERT INTO notes VALUES (1, 'one v1'), (2, 'two v1')")
