@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragtune.adapters.index.base import SearchFilter, SearchHit
 from ragtune.config import Params
@@ -29,6 +29,11 @@ from ragtune.core.prompts import SourceText, messages
 from ragtune.errors import ConfigError
 from ragtune.search import as_of as search_as_of
 from ragtune.search import search
+
+if TYPE_CHECKING:
+    from ragtune.adapters.embeddings import Embedder
+    from ragtune.adapters.index.base import VectorIndex
+    from ragtune.adapters.state import StateStore
 
 MIN_ATTRIBUTION_F1 = 0.1
 CITATION = re.compile(r"\s*\[(\d{1,3})\]")
@@ -139,12 +144,44 @@ class Answerer:
     def __init__(self, params: Params, which: str = "champion"):
         from ragtune.workspace import open_embedder, open_index, open_state
 
+        self._hold(
+            params,
+            open_index(params),
+            open_embedder(params),
+            open_state(params),
+            load_generator(params, which),
+        )
+
+    @classmethod
+    def over(
+        cls,
+        params: Params,
+        index: VectorIndex,
+        embedder: Embedder,
+        state: StateStore,
+        generator: Generator,
+    ) -> Answerer:
+        """An `Answerer` over parts already open (the HTTP API shares its index, embedder
+        and state between search and answers); tracing works as in one opened here."""
+        answerer = cls.__new__(cls)
+        answerer._hold(params, index, embedder, state, generator)
+        return answerer
+
+    def _hold(
+        self,
+        params: Params,
+        index: VectorIndex,
+        embedder: Embedder,
+        state: StateStore,
+        generator: Generator,
+    ) -> None:
+        """Every attribute an `Answerer` has, set in one place for both constructors."""
         self.params = params
-        self.index = open_index(params)
-        self.embedder = open_embedder(params)
-        self.state = open_state(params)
-        self.generator = load_generator(params, which)
-        self.tracer: Any = None
+        self.index = index
+        self.embedder = embedder
+        self.state = state
+        self.generator = generator
+        self.tracer: Any = None  # AnswerTracer, opened on the first traced answer
 
     def retrieve(self, question: str, k: int | None, tenant: str | None) -> list[SearchHit]:
         where = SearchFilter(tuple(self.params.sources), (), tenant)

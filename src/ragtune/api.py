@@ -6,11 +6,16 @@ first /ask. Requests that use the models run one at a time: their tokenizers are
 thread-safe, and one request already keeps every core busy. /healthz and /status never
 wait for them.
 
+Callers are known by API keys (`ragtune.api_auth`): with keys configured, every endpoint
+but /healthz (and the docs) needs `Authorization: Bearer <key>`, and a request reads only
+the tenants its key allows; without keys the API serves localhost only.
+
 Errors are one-line `detail`s: 422 for a request that breaks the schema (FastAPI's list of
 problems), 400 for one that makes no sense (a blank question, a `RagtuneError` from
-below), 503 when the index or a model cannot be loaded or reached. /docs (Swagger UI) and
-/redoc load their JavaScript and CSS from the package's own copies under /_assets, never
-from a CDN (`python -m ragtune.adapters.docs_assets fetch`; `make install` runs it).
+below), 401 without a known key, 403 for a tenant the key may not read, 503 when the
+index or a model cannot be loaded or reached. /docs (Swagger UI) and /redoc load their
+JavaScript and CSS from the package's own copies under /_assets, never from a CDN
+(`python -m ragtune.adapters.docs_assets fetch`; `make install` runs it).
 
     ragtune api --port 8000        # then open http://127.0.0.1:8000/docs
 """
@@ -20,21 +25,22 @@ from __future__ import annotations
 import html
 import logging
 import math
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from ragtune import __version__
 from ragtune.adapters import docs_assets
@@ -42,6 +48,26 @@ from ragtune.adapters.embeddings import Embedder
 from ragtune.adapters.index.base import SearchFilter, VectorIndex
 from ragtune.adapters.state import StateStore
 from ragtune.answer import Answerer, load_generator
+from ragtune.api_auth import (
+    ANYONE,
+    ApiKey,
+    Forbidden,
+    KeyRing,
+    Unauthorized,
+    binding_note,
+    check_binding,
+    load_keys,
+)
+from ragtune.api_schemas import (
+    AskRequest,
+    AskResponse,
+    Health,
+    Problem,
+    SearchQuery,
+    SearchRequest,
+    SearchResponse,
+    StatusResponse,
+)
 from ragtune.config import Params, load_params
 from ragtune.errors import ConfigError, IndexStoreError, RagtuneError, TrackingError
 from ragtune.search import SearchResult, as_of, search
@@ -49,7 +75,6 @@ from ragtune.search import SearchResult, as_of, search
 log = logging.getLogger(__name__)
 
 ASSETS_URL = "/_assets"
-TENANT_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 # the docs pages may load nothing from elsewhere (inline script and styles are their own)
 LOCAL_ONLY = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
@@ -58,135 +83,6 @@ LOCAL_ONLY = (
 ECHO_CHARS = 200  # of a rejected input, in a 422's detail
 UNREACHABLE = (IndexStoreError, TrackingError)  # RagtuneErrors that mean 503, not 400
 T = TypeVar("T")
-
-
-# -- request and response models ------------------------------------------------------------
-
-
-def _unicode(value: str) -> str:
-    """Text the models and the index can take: no lone surrogates (JSON allows them)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text (no lone surrogates)") from None
-    return value
-
-
-def _integral(value: Any) -> Any:
-    """JSON Schema counts 5.0 as an integer; strict pydantic would refuse it."""
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-Text = Annotated[str, AfterValidator(_unicode)]
-SearchK = Annotated[int, Field(ge=1, le=100), BeforeValidator(_integral)]
-AskK = Annotated[int, Field(ge=1, le=20), BeforeValidator(_integral)]
-Tenant = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=128,
-        pattern=TENANT_PATTERN,
-        description="this tenant's rows and untenanted ones; omitted: untenanted rows only",
-    ),
-]
-Mode = Literal["hybrid", "vector", "text"]
-
-
-class SearchQuery(BaseModel):
-    """GET /search query parameters."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    q: Text = Field(min_length=1, max_length=2000, description="the query")
-    k: SearchK | None = Field(None, description="results (default: search.k)")
-    tenant: Tenant | None = None
-    mode: Mode | None = Field(None, description="default: search.mode (hybrid)")
-
-
-class SearchRequest(SearchQuery):
-    """POST /search body."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class AskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    question: Text = Field(min_length=1, max_length=2000)
-    k: AskK | None = Field(None, description="retrieved chunks (default: search.k)")
-    tenant: Tenant | None = None
-
-
-class Health(BaseModel):
-    status: Literal["ok"]
-
-
-class Problem(BaseModel):
-    detail: str = Field(description="what is wrong, on one line")
-
-
-class Hit(BaseModel):
-    source: str
-    key: str
-    chunk: int = Field(ge=0)
-    score: float
-    text: str
-    metadata: dict[str, Any]
-
-
-class SearchResponse(BaseModel):
-    """The same JSON as `ragtune search --json`."""
-
-    as_of: str | None = Field(
-        json_schema_extra={"format": "date-time"},
-        description="every searched source is known current up to here; null: never synced",
-    )
-    results: list[Hit]
-
-
-class Citation(BaseModel):
-    n: int = Field(ge=1, description="the [n] marker in the answer: the n-th retrieved chunk")
-    source: str
-    key: str
-    chunk: int = Field(ge=0)
-    score: float
-
-
-class ModelInfo(BaseModel):
-    name: str
-    version: str | None
-
-
-class Timings(BaseModel):
-    retrieve_ms: float = Field(ge=0)
-    generate_ms: float = Field(ge=0)
-
-
-class AskResponse(BaseModel):
-    question: str
-    answer: str
-    citations: list[Citation]
-    as_of: str | None = Field(json_schema_extra={"format": "date-time"})
-    model: ModelInfo
-    timings: Timings
-    attribution: Literal["model", "post-hoc", "none"] = Field(
-        description="post-hoc: the model cited nothing; the closest source was cited for it"
-    )
-
-
-class StatusResponse(BaseModel):
-    """The same JSON as `ragtune status --json`."""
-
-    model_config = ConfigDict(extra="allow")
-
-    sources: dict[str, dict[str, Any]]
-    index: dict[str, Any]
-    workspace: str
-    quality: dict[str, Any]
-    last_runs: list[dict[str, Any]]
-    tracking_uri: str | None
-    champion: dict[str, Any] | None
-    model: dict[str, Any]
 
 
 # -- the service ------------------------------------------------------------------------------
@@ -201,16 +97,6 @@ class Retrieval:
     index: VectorIndex
     embedder: Embedder
     state: StateStore
-
-
-class _SharedAnswerer(Answerer):
-    """An `Answerer` over the service's open index, embedder and state: only the generator
-    is loaded here."""
-
-    def __init__(self, params: Params, parts: Retrieval, which: str) -> None:
-        self.params = params
-        self.index, self.embedder, self.state = parts.index, parts.embedder, parts.state
-        self.generator = load_generator(params, which)
 
 
 class Service:
@@ -239,10 +125,13 @@ class Service:
         parts = self.retrieval()
         with self._loading_generator:
             if self._answerer is None:
-                self._answerer = _load(
-                    "the generator model", lambda: _SharedAnswerer(self.params, parts, self.which)
-                )
+                self._answerer = _load("the generator model", lambda: self._open_answerer(parts))
             return self._answerer
+
+    def _open_answerer(self, parts: Retrieval) -> Answerer:
+        """Only the generator is loaded here: the index, embedder and state are shared."""
+        generator = load_generator(self.params, self.which)
+        return Answerer.over(self.params, parts.index, parts.embedder, parts.state, generator)
 
     def _open_retrieval(self) -> Retrieval:
         from ragtune.workspace import open_embedder, open_index, open_state
@@ -251,9 +140,10 @@ class Service:
         embedder.encode(["warm up"])  # load the model now: a broken one is a 503, once
         return Retrieval(open_index(self.params), embedder, open_state(self.params))
 
-    def search(self, request: SearchQuery) -> dict[str, Any]:
+    def search(self, request: SearchQuery, tenant: str | None) -> dict[str, Any]:
+        """`tenant`: what the caller's key allows of the tenant the request names."""
         parts = self.retrieval()
-        where = SearchFilter(tuple(self.params.sources), (), request.tenant)
+        where = SearchFilter(tuple(self.params.sources), (), tenant)
         with self._models:
             hits = search(
                 parts.index,
@@ -269,10 +159,10 @@ class Service:
         payload.pop("query")
         return payload
 
-    def ask(self, request: AskRequest) -> dict[str, Any]:
+    def ask(self, request: AskRequest, tenant: str | None) -> dict[str, Any]:
         answerer = self.answerer()
         with self._models:
-            return answerer.ask(request.question, request.k, request.tenant).to_json()
+            return answerer.ask(request.question, request.k, tenant).to_json()
 
     def close(self) -> None:
         if self._parts is not None:
@@ -321,13 +211,24 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "a request that makes no sense"},
     503: {"model": Problem, "description": "the index or a model cannot be loaded or reached"},
 }
+AUTH_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "no API key, or one that is not configured"},
+    403: {"model": Problem, "description": "a tenant this API key may not read"},
+}
 
 
 def create_app(
-    params: Params, answerer: Answerer | None = None, which: str = "champion"
+    params: Params,
+    answerer: Answerer | None = None,
+    which: str = "champion",
+    keys: KeyRing | None = None,
 ) -> FastAPI:
-    """The API over one workspace; `answerer` (already loaded) is used as is, e.g. in tests."""
+    """The API over one workspace; `answerer` (already loaded) is used as is, e.g. in tests.
+    `keys`: who may call it; by default those of `api.keys_file` and `api.keys_env`."""
     service = Service(params, answerer, which)
+    ring = load_keys(params.api) if keys is None else keys
+    caller = Depends(_caller(ring))  # a default, not an annotation: those resolve globally
+    problems = PROBLEMS | AUTH_PROBLEMS if ring else PROBLEMS
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -363,39 +264,76 @@ def create_app(
     async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
         return JSONResponse({"detail": _one_line(exc)}, status_code=503)
 
+    @app.exception_handler(Unauthorized)
+    async def unauthorized(request: Request, exc: Unauthorized) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"}
+        return JSONResponse({"detail": _one_line(exc)}, status_code=401, headers=headers)
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(request: Request, exc: Forbidden) -> JSONResponse:
+        return JSONResponse({"detail": _one_line(exc)}, status_code=403)
+
     @app.get("/healthz", response_model=Health, tags=["service"])
     def healthz() -> dict[str, str]:
         """Liveness: answers without touching the index or the models."""
         return {"status": "ok"}
 
-    @app.get("/status", response_model=StatusResponse, responses=PROBLEMS, tags=["service"])
+    @app.get(
+        "/status",
+        response_model=StatusResponse,
+        responses=problems,
+        tags=["service"],
+        dependencies=[caller],
+    )
     def status() -> dict[str, Any]:
         """Freshness per source, index size and version, the champion model, last runs."""
         from ragtune.status import collect_status
 
         return collect_status(params)
 
-    @app.get("/search", response_model=SearchResponse, responses=PROBLEMS, tags=["search"])
-    def search_get(query: Annotated[SearchQuery, Query()]) -> dict[str, Any]:
+    @app.get("/search", response_model=SearchResponse, responses=problems, tags=["search"])
+    def search_get(query: Annotated[SearchQuery, Query()], key: ApiKey = caller) -> dict[str, Any]:
         """Hybrid (or vector, or full-text) retrieval over the index."""
         _not_blank(query.q, "q")
-        return service.search(query)
+        return service.search(query, key.tenant_for(query.tenant))
 
-    @app.post("/search", response_model=SearchResponse, responses=PROBLEMS, tags=["search"])
-    def search_post(body: SearchRequest) -> dict[str, Any]:
+    @app.post("/search", response_model=SearchResponse, responses=problems, tags=["search"])
+    def search_post(body: SearchRequest, key: ApiKey = caller) -> dict[str, Any]:
         """The same as GET /search, with the parameters in a JSON body."""
         _not_blank(body.q, "q")
-        return service.search(body)
+        return service.search(body, key.tenant_for(body.tenant))
 
-    @app.post("/ask", response_model=AskResponse, responses=PROBLEMS, tags=["answer"])
-    def ask(body: AskRequest) -> dict[str, Any]:
+    @app.post("/ask", response_model=AskResponse, responses=problems, tags=["answer"])
+    def ask(body: AskRequest, key: ApiKey = caller) -> dict[str, Any]:
         """An answer by the champion model (the base model before the first promotion),
         citing the retrieved chunks as [n]. The first call loads the model."""
         _not_blank(body.question, "question")
-        return service.ask(body)
+        return service.ask(body, key.tenant_for(body.tenant))
 
     _add_docs(app)
     return app
+
+
+def _caller(ring: KeyRing) -> Callable[..., ApiKey]:
+    """The dependency that names the caller: the key of its bearer token, or, with no keys
+    configured, anyone (the API then listens on localhost only)."""
+    if not ring:
+
+        def anyone() -> ApiKey:
+            return ANYONE
+
+        return anyone
+
+    bearer = HTTPBearer(
+        auto_error=False, description="an API key from api.keys_file or RAGTUNE_API_KEYS"
+    )
+
+    def key_holder(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> ApiKey:
+        return ring.identify(None if credentials is None else credentials.credentials)
+
+    return key_holder
 
 
 def _add_docs(app: FastAPI) -> None:
@@ -457,10 +395,18 @@ def _missing_assets(title: str, viewer: str) -> HTMLResponse:
 
 
 def serve(
-    params_path: Path, host: str = "127.0.0.1", port: int = 8000, which: str = "champion"
+    params_path: Path, host: str | None = None, port: int | None = None, which: str = "champion"
 ) -> None:
-    """Run the API with uvicorn, one worker (the models are loaded once, in this process)."""
+    """Run the API with uvicorn, one worker (the models are loaded once, in this process).
+    `host` and `port` default to `api.host` and `api.port`; a host other than localhost
+    needs API keys (a ConfigError before anything starts)."""
     import uvicorn
 
-    app = create_app(load_params(params_path), which=which)
+    params = load_params(params_path)
+    host = params.api.host if host is None else host
+    port = params.api.port if port is None else port
+    ring = load_keys(params.api)
+    check_binding(host, ring, params.api)
+    print(binding_note(host, ring, params.api), file=sys.stderr, flush=True)
+    app = create_app(params, which=which, keys=ring)
     uvicorn.run(app, host=host, port=port, workers=1, log_level="info")

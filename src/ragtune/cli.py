@@ -526,11 +526,18 @@ def ask(
 
 @app.command()
 def api(
-    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=1, max=65535, help="port")] = 8000,
+    host: Annotated[
+        str | None,
+        typer.Option(help="interface to listen on (default: api.host); not localhost: needs keys"),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="port (default: api.port)")
+    ] = None,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
-    """HTTP API: /search, /ask, /status, /healthz; OpenAPI docs at /docs (work offline)."""
+    """HTTP API: /search, /ask, /status, /healthz; OpenAPI docs at /docs (work offline).
+    Callers send an API key (api.keys_file, RAGTUNE_API_KEYS); without keys it serves
+    localhost only."""
     from ragtune.api import serve
 
     _load(params)  # a bad params file is one error line before the server starts

@@ -418,6 +418,11 @@ class ApiConfig(Section):
     keys_file: WorkspacePath | None = Field(
         None, description="YAML: key name -> {key: ${ENV} or sha256:<hex>, tenants: [...]}"
     )
+    keys_env: str = Field(
+        "RAGTUNE_API_KEYS",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable with more keys: 'KEY=TENANT,TENANT KEY2=*'",
+    )
 
 
 class DemoConfig(Section):
