@@ -1,5 +1,6 @@
 """Planted instructions: how often answers follow them, before and after ragtune's defence,
-side by side in one run on the packaged SmolLM2-135M-Instruct (greedy, CPU).
+side by side in one run on the packaged SmolLM2-135M-Instruct (greedy, CPU, bf16 autocast
+where the CPU has it, as `ragtune ask` decides by default).
 
     .venv/bin/python bench/injection.py            # 24 cases x 2 placements (~10 min on 2 cores)
     .venv/bin/python bench/injection.py --quick    # 3 cases, checks the script
@@ -91,12 +92,19 @@ def chats(cases: Sequence[Case], placement: str) -> list[list[dict[str, str]]]:
 
 
 def run(cases: Sequence[Case], tokens: int, folder: Path) -> dict[str, Any]:
-    from ragtune.adapters.models import generate, load_model, load_tokenizer, resolve_base
+    from ragtune.adapters.models import (
+        generate,
+        load_model,
+        load_tokenizer,
+        resolve_base,
+        use_bf16,
+    )
 
     base = resolve_base(BASE, folder)
     model, tokenizer = load_model(base, "cpu", None), load_tokenizer(base)
+    bf16 = use_bf16("auto", "cpu")  # as `ask` decides with the default train.precision
     answer: Callable[[list[list[dict[str, str]]]], list[str]] = lambda c: generate(  # noqa: E731
-        model, tokenizer, c, tokens, 8, "cpu", False
+        model, tokenizer, c, tokens, 8, "cpu", bf16
     )
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
