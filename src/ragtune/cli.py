@@ -133,7 +133,8 @@ def _changelog_sources(params: Any, name: str | None) -> list[str]:
 
 @app.command(
     epilog="Examples: ragtune source install && ragtune sync  |  ragtune sync --follow  |  "
-    "ragtune sync --partition 0/2 (and 1/2 elsewhere)"
+    "ragtune sync --partition 0/2 (and 1/2 elsewhere)  |  ragtune sync --full --rebuild "
+    "(after a damaged or lost index)"
 )
 def sync(
     once: Annotated[bool, typer.Option("--once", help="one pass, then exit (the default)")] = False,
@@ -143,6 +144,14 @@ def sync(
     source: Annotated[str | None, typer.Option("--source", "-s", help="only this source")] = None,
     full: Annotated[
         bool, typer.Option("--full", help="re-read every row (after changing chunking or model)")
+    ] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild",
+            help="the index is damaged or lost: drop what is left of it if damaged, then "
+            "re-read every row (implies --full)",
+        ),
     ] = False,
     partition: Annotated[
         str, typer.Option(help="I/N: process only key partition I of N (parallel consumers)")
@@ -165,10 +174,13 @@ def sync(
         raise ConfigError("--once and --follow exclude each other; pick one")
     loaded = _load(params)
     part = _parse_partition(partition)
+    if rebuild and (follow or part != (0, 1)):
+        raise ConfigError("--rebuild is one pass over whole sources: drop --follow and --partition")
     if follow:
         _follow(loaded, source, part, full, allow_mass_delete)
         return
     from ragtune.adapters.state import RunCounts
+    from ragtune.index_health import rebuild as rebuild_index
 
     with _progress_bar(as_json) as progress:
         from ragtune.workspace import open_syncs
@@ -176,7 +188,9 @@ def sync(
         syncs = open_syncs(loaded, source, Partition(*part), progress)
         totals: dict[str, Any] = {}
         for one in syncs:
-            counts: RunCounts = one.run(full=full, allow_mass_delete=allow_mass_delete)
+            if rebuild:
+                err.print(rebuild_index(one), markup=False, highlight=False)
+            counts: RunCounts = one.run(full=full or rebuild, allow_mass_delete=allow_mass_delete)
             totals[one.name] = counts.summary()
     if as_json:
         print(json.dumps({"sources": totals}))
@@ -326,6 +340,9 @@ def search(
     where_filter = SearchFilter(tuple(source or ()), parse_where(where or []), tenant)
     index, embedder, state = open_index(loaded), open_embedder(loaded), open_state(loaded)
     searched = list(source or loaded.sources)
+    from ragtune.index_health import verify
+
+    verify(loaded, index, state, searched)  # a damaged index answers one error, not results
     for text in queries:
         hits = run_search(index, embedder, text, loaded.search, where_filter, k, mode)
         result = SearchResult(text, as_of(state, searched), hits)

@@ -1,4 +1,8 @@
-"""`ragtune status`: freshness per source, index size and version, the last runs."""
+"""`ragtune status`: freshness per source, index size and version, the last runs.
+
+A damaged index (files missing, or gone since a source was indexed into it) is one error
+line with the rebuild command, never a table of zeros that looks current.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from ragtune.adapters.sources import SqlSource
 from ragtune.config import Params
 from ragtune.core.freshness import lag_summary
 from ragtune.errors import RagtuneError
+from ragtune.index_health import verify
 from ragtune.workspace import open_index, open_state
 
 
@@ -19,6 +24,7 @@ def collect_status(params: Params) -> dict[str, Any]:
     state = open_state(params)
     index = open_index(params)
     try:
+        verify(params, index, state, params.sources)
         sources: dict[str, Any] = {}
         for name, config in params.sources.items():
             stats = index.stats(name)

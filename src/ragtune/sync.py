@@ -170,6 +170,9 @@ class SourceSync:
         """Begin a pass: a full re-read when asked or owed, then the capture's changes."""
         saved = self.state.load(self.name)
         self._full = full or saved.needs_full
+        from ragtune.index_health import check_before_pass
+
+        check_before_pass(self, self._full)  # an index that lost chunks is never "current"
         self._batches = self._plan_batches(self._full)
         self._caught_up_at = None
         self._done = 0

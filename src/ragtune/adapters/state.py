@@ -4,7 +4,9 @@ The index is its own ledger of what was indexed; this file only holds where each
 capture stands (cursor watermark, whether a full pass is owed, when keys were last
 reconciled, up to when the index is known current) and a log of sync runs for `status`.
 A position is saved only after the index write it covers is durable, so losing this file
-costs a re-scan, never a change.
+costs a re-scan, never a change. It also remembers, per source, whether chunks were ever
+written and into which index (its id), so an index that lost them is noticed
+(`index_health`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ragtune.core.index_health import Holding
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS source_state (
@@ -34,6 +38,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
     first_seen REAL NOT NULL,
     last_seen REAL NOT NULL,
     PRIMARY KEY (source, key)
+);
+CREATE TABLE IF NOT EXISTS index_holdings (
+    source TEXT PRIMARY KEY,
+    index_id TEXT,
+    written INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS trained_keys (
     version TEXT NOT NULL,
@@ -258,6 +267,40 @@ class StateStore:
                 (time.time(), status, json.dumps(counts.summary()), error, run_id),
             )
             db.execute("DELETE FROM runs WHERE id <= ? - 1000", (run_id,))
+            if counts.written_chunks:  # failed runs too: their finished batches are indexed
+                db.execute(
+                    "INSERT INTO index_holdings (source, written) SELECT source, 1 FROM runs "
+                    "WHERE id = ? ON CONFLICT(source) DO UPDATE SET written = 1",
+                    (run_id,),
+                )
+
+    # -- what the index should hold ---------------------------------------------------------
+
+    def holding(self, source: str) -> Holding:
+        """Whether chunks of `source` were ever written, and into which index (its id)."""
+        if not self.exists():
+            return Holding()
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT index_id, written FROM index_holdings WHERE source = ?", (source,)
+            ).fetchone()
+        return Holding() if row is None else Holding(row[0], bool(row[1]))
+
+    def record_index(self, source: str, index_id: str) -> None:
+        """`source` is indexed into the index with this id."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO index_holdings (source, index_id) VALUES (?, ?) "
+                "ON CONFLICT(source) DO UPDATE SET index_id = excluded.index_id",
+                (source, index_id),
+            )
+
+    def forget_index(self, source: str) -> None:
+        """Nothing of `source` is known to be indexed any more (a rebuild starts over)."""
+        if not self.exists():
+            return
+        with self._connect() as db:
+            db.execute("DELETE FROM index_holdings WHERE source = ?", (source,))
 
     def last_runs(self, limit: int = 5) -> list[dict[str, Any]]:
         if not self.exists():

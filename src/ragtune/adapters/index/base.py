@@ -15,7 +15,24 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ragtune.core.index_health import failure_kind, failure_message, failure_reason
 from ragtune.core.sync_plan import IndexedDoc
+from ragtune.errors import IndexStoreError
+
+
+class IndexDamagedError(IndexStoreError):
+    """The index lost data: files missing or unreadable, or gone since a source was indexed.
+
+    The message names the fix, `ragtune sync --full --rebuild`."""
+
+
+def store_error(location: str, action: str, exc: BaseException) -> IndexStoreError:
+    """A backend's failure as ragtune's own one-line error: a full disk and a refused
+    access say so; anything else is damage, with the rebuild command."""
+    code = getattr(exc, "errno", None)
+    kind = failure_kind(str(exc), code if isinstance(code, int) else None)
+    message = failure_message(location, action, kind, failure_reason(str(exc)))
+    return IndexDamagedError(message) if kind == "damaged" else IndexStoreError(message)
 
 
 @dataclass(frozen=True)
@@ -111,6 +128,17 @@ class VectorIndex(Protocol):
 
     def version(self) -> str:
         """An identifier of the index's current state; changes with every write."""
+        ...
+
+    def identity(self) -> str | None:
+        """The id of the physical index (a new one whenever it is created again), None when
+        there is none yet; IndexDamagedError when it exists but its files are missing or
+        unreadable."""
+        ...
+
+    def drop_if_damaged(self) -> bool:
+        """Remove the index if `identity()` finds it damaged (what is left of it cannot be
+        trusted); True when it did."""
         ...
 
     def maintain(self) -> None:

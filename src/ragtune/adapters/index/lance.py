@@ -8,16 +8,25 @@ ANN index (IVF_HNSW_SQ by default) after that. Rows written after an index was b
 still searched (flat) until `optimize()` folds them in, so freshness never waits for an
 index rebuild. Writers take a file lock, so syncs of different sources in different
 processes never race on a commit.
+
+Every Lance/Arrow failure leaves this module as ragtune's own one-line IndexStoreError
+(a full disk says so; anything else is damage, with the rebuild command). The table
+carries an id in its config, set when it is created, so a table deleted and created again
+is told apart from the one a source was indexed into; `identity()` also checks that every
+file the current version names is there, at its recorded size.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
-from collections.abc import Mapping, Sequence
+import shutil
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -25,17 +34,50 @@ from filelock import FileLock
 
 from ragtune.adapters.index.base import (
     ChunkRecord,
+    IndexDamagedError,
     SearchFilter,
     SearchHit,
     SourceStats,
     dedupe_by_id,
+    store_error,
 )
 from ragtune.config import IndexConfig
+from ragtune.core.index_health import UNMARKED, missing_files_message
 from ragtune.core.sync_plan import IndexedDoc
-from ragtune.errors import IndexStoreError
+from ragtune.errors import IndexStoreError, RagtuneError
 
 IN_LIST = 500
 VECTOR_COLUMNS = ["id", "source", "key", "chunk", "text", "metadata", "changed_at"]
+ID_KEY = "ragtune.index_id"  # table config entry: which physical index this is
+CHECKED_FILES = ("manifest", "data file", "deletion file", "index file")
+# what Lance, its Rust core and Arrow raise (OSError covers a full disk; ValueError covers
+# ArrowInvalid); programming errors (TypeError, KeyError, ...) keep their traceback
+STORE_FAILURES: tuple[type[BaseException], ...] = (
+    OSError,
+    RuntimeError,
+    ValueError,
+    pa.ArrowException,
+)
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def guarded(action: str) -> Callable[[Method], Method]:
+    """Turn a Lance failure inside the method into a one-line IndexStoreError."""
+
+    def decorate(method: Method) -> Method:
+        @functools.wraps(method)
+        def call(self: LanceIndex, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except RagtuneError:
+                raise
+            except STORE_FAILURES as exc:
+                raise store_error(str(self.path), action, exc) from exc
+
+        return call  # type: ignore[return-value]
+
+    return decorate
 
 
 def sql_literal(value: str) -> str:
@@ -114,16 +156,20 @@ class LanceIndex:
     def table(self) -> Any:
         """The chunk table, or None when nothing was ever written."""
         if self._table is None:
-            db = self._connect(create=False)
-            if db is None or self.config.table not in _table_names(db):
-                return None
-            self._table = db.open_table(self.config.table)
+            try:
+                db = self._connect(create=False)
+                if db is None or self.config.table not in _table_names(db):
+                    return None
+                self._table = db.open_table(self.config.table)
+            except STORE_FAILURES as exc:
+                raise store_error(str(self.path), "open", exc) from exc
         return self._table
 
     def _write_lock(self) -> FileLock:
         self.path.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.path / ".write.lock"))
 
+    @guarded("write")
     def ensure(self, dimension: int) -> None:
         if self.table is not None:
             if self.table.schema != chunk_schema(self.table.schema.field("vector").type.list_size):
@@ -146,10 +192,12 @@ class LanceIndex:
             table = db.create_table(self.config.table, schema=chunk_schema(dimension))
             # makes concurrent merge_inserts of the same new ids conflict and retry, not duplicate
             table.set_unenforced_primary_key("id")
+            table.to_lance().update_config({ID_KEY: uuid.uuid4().hex})
             self._table = table
 
     # -- writes ---------------------------------------------------------------------------
 
+    @guarded("write")
     def upsert(self, records: Sequence[ChunkRecord]) -> None:
         if not records:
             return
@@ -196,6 +244,7 @@ class LanceIndex:
         self.table.create_index("text", config=FTS(), replace=True)
         self.table.create_index("key", config=BTree(), replace=True)
 
+    @guarded("write")
     def delete_keys(self, source: str, keys: Sequence[str]) -> None:
         if self.table is None or not keys:
             return
@@ -206,6 +255,7 @@ class LanceIndex:
                 self.table.delete(f"source = {sql_literal(source)} AND key IN {in_list(part)}")
         self._writes += 1
 
+    @guarded("write")
     def delete_surplus(self, source: str, first_surplus: Mapping[str, int]) -> None:
         if self.table is None or not first_surplus:
             return
@@ -222,6 +272,7 @@ class LanceIndex:
                 self.table.delete(f"source = {sql_literal(source)} AND ({either})")
         self._writes += 1
 
+    @guarded("write")
     def maintain(self) -> None:
         """Build the ANN index once the table is large enough; compact and fold new rows
         into the indexes every N writes, or sooner when many rows are still unindexed."""
@@ -247,6 +298,7 @@ class LanceIndex:
         stats = self.table.index_stats("text_idx")
         return int(stats.num_unindexed_rows) if stats is not None else 0
 
+    @guarded("write")
     def build_ann_index(self) -> None:
         from lancedb.index import HnswSq, IvfPq
 
@@ -273,6 +325,7 @@ class LanceIndex:
             for start in range(0, len(unique), IN_LIST)
         ]
 
+    @guarded("read")
     def ledger(self, source: str, keys: Sequence[str]) -> dict[str, IndexedDoc]:
         if self.table is None or not keys:
             return {}
@@ -291,6 +344,7 @@ class LanceIndex:
                 hashes[chunk], chunk_hashes[chunk] = digest, text_digest
         return {key: IndexedDoc(h, c) for key, (h, c) in found.items()}
 
+    @guarded("read")
     def vectors(self, source: str, keys: Sequence[str]) -> dict[tuple[str, str], np.ndarray]:
         if self.table is None or not keys:
             return {}
@@ -305,12 +359,14 @@ class LanceIndex:
                 found[(key, text_digest)] = matrix[i]
         return found
 
+    @guarded("read")
     def keys(self, source: str) -> set[str]:
         if self.table is None:
             return set()
         rows = self._scan(f"source = {sql_literal(source)}", ["key"])
         return set(rows["key"].to_pylist())
 
+    @guarded("read")
     def entries(self, source: str) -> list[tuple[str, int, str]]:
         """Every (key, chunk, content_hash) of a source: the ledger, whole."""
         if self.table is None:
@@ -342,6 +398,7 @@ class LanceIndex:
             )
         return hits
 
+    @guarded("search")
     def vector_search(self, vector: np.ndarray, k: int, where: SearchFilter) -> list[SearchHit]:
         if self.table is None:
             return []
@@ -358,6 +415,7 @@ class LanceIndex:
             )
         return self._hits(query.to_arrow(), "_distance", lambda d: 1.0 - float(d))
 
+    @guarded("search")
     def text_search(self, text: str, k: int, where: SearchFilter) -> list[SearchHit]:
         if self.table is None or not self._has_index("text"):
             return []
@@ -379,6 +437,7 @@ class LanceIndex:
             return True
         return False
 
+    @guarded("read")
     def stats(self, source: str) -> SourceStats:
         if self.table is None:
             return SourceStats(0, 0, [])
@@ -390,9 +449,66 @@ class LanceIndex:
         lags = [(i - c).total_seconds() for c, i in zip(changed, indexed, strict=True)]
         return SourceStats(len(lags), chunks, lags)
 
+    @guarded("read")
     def version(self) -> str:
         return "empty" if self.table is None else str(self.table.version)
+
+    # -- health ---------------------------------------------------------------------------
+
+    @guarded("read")
+    def identity(self) -> str | None:
+        table = self.table
+        if table is None:
+            return None
+        for _ in range(3):  # a writer's cleanup may remove an older version's files meanwhile
+            dataset = table.to_lance()
+            missing, total = self._missing_files(dataset)
+            if not missing:
+                return str(dataset.config().get(ID_KEY) or UNMARKED)
+            if table.version == dataset.version:
+                break
+        raise IndexDamagedError(missing_files_message(str(self.path), missing, total))
+
+    def _missing_files(self, dataset: Any) -> tuple[list[str], int]:
+        """The files the dataset's version names that are gone or shorter than recorded
+        (data files carry their size), and how many it names."""
+        root = str(dataset.uri)
+        if "://" in root and not root.startswith("file://"):
+            return [], 0  # object stores: Lance's own reads report what is missing
+        root = root.removeprefix("file://")
+        sizes: dict[str, int | None] = {}
+        for fragment in dataset.get_fragments():
+            for data in fragment.metadata.files:
+                sizes[f"data/{data.path}"] = data.file_size_bytes
+        tracked = dataset.tracked_files(min_version=dataset.version).read_all()
+        for path, kind in zip(
+            tracked["path"].to_pylist(), tracked["type"].to_pylist(), strict=True
+        ):
+            if kind in CHECKED_FILES:
+                sizes.setdefault(path, None)
+        missing = []
+        for path, size in sizes.items():
+            try:
+                held = os.stat(os.path.join(root, path)).st_size
+            except FileNotFoundError:
+                missing.append(path)
+                continue
+            if size is not None and held < size:
+                missing.append(path)
+        return missing, len(sizes)
+
+    def drop_if_damaged(self) -> bool:
+        try:
+            self.identity()
+            return False
+        except IndexDamagedError:
+            pass
+        with self._write_lock():
+            self.close()
+            shutil.rmtree(self.path / f"{self.config.table}.lance", ignore_errors=True)
+        return True
 
     def close(self) -> None:
         self._table = None
         self._db = None
+        self._indexed = set()

@@ -4,31 +4,69 @@ Objects carry deterministic uuid5 ids (the chunk id), so a batch write of an exi
 replaces it. Writes go through `insert_many` in bounded chunks and every per-object error
 is raised, never only logged. Deletes are paged: the server deletes at most
 QUERY_MAXIMUM_RESULTS (10,000 by default) objects a call. Untenanted chunks carry a
-sentinel tenant, so tenant filters need no null-state index.
+sentinel tenant, so tenant filters need no null-state index. A server-side failure leaves
+this module as ragtune's own one-line IndexStoreError.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import numpy as np
 
-from ragtune.adapters.index.base import ChunkRecord, SearchFilter, SearchHit, SourceStats
+from ragtune.adapters.index.base import (
+    ChunkRecord,
+    SearchFilter,
+    SearchHit,
+    SourceStats,
+    store_error,
+)
 from ragtune.config import IndexConfig
+from ragtune.core.index_health import failure_kind, failure_reason
 from ragtune.core.paging import page_deletes
 from ragtune.core.sync_plan import IndexedDoc
-from ragtune.errors import ConfigError, IndexStoreError
+from ragtune.errors import ConfigError, IndexStoreError, RagtuneError
 
 PUBLIC_TENANT = "__ragtune_public__"
 WRITE_CHUNK = 200
 KEY_CHUNK = 200
 FETCH_LIMIT = 10_000
 RETURNED = ["source", "key", "chunk", "text", "metadata", "changed_at"]
+
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def guarded(action: str) -> Callable[[Method], Method]:
+    """Turn a Weaviate failure inside the method into a one-line IndexStoreError."""
+
+    def decorate(method: Method) -> Method:
+        @functools.wraps(method)
+        def call(self: WeaviateIndex, *args: Any, **kwargs: Any) -> Any:
+            from weaviate.exceptions import WeaviateBaseError
+
+            try:
+                return method(self, *args, **kwargs)
+            except RagtuneError:
+                raise
+            except WeaviateBaseError as exc:
+                location = f"{self.config.url} (collection {self.name})"
+                if failure_kind(str(exc)) == "disk_full":
+                    raise store_error(location, action, exc) from exc
+                raise IndexStoreError(
+                    f"Weaviate at {location} failed to {action}: {failure_reason(str(exc))}; "
+                    "check that the server runs and answers at index.url"
+                ) from exc
+
+        return call  # type: ignore[return-value]
+
+    return decorate
 
 
 def parse_url(url: str) -> tuple[str, int, bool]:
@@ -86,6 +124,7 @@ class WeaviateIndex:
     def exists(self) -> bool:
         return bool(self.client.collections.exists(self.name))
 
+    @guarded("write")
     def ensure(self, dimension: int) -> None:
         from weaviate.classes.config import (
             Configure,
@@ -149,6 +188,7 @@ class WeaviateIndex:
 
     # -- writes ---------------------------------------------------------------------------
 
+    @guarded("write")
     def upsert(self, records: Sequence[ChunkRecord]) -> None:
         from weaviate.classes.data import DataObject
         from weaviate.exceptions import WeaviateBaseError
@@ -189,6 +229,7 @@ class WeaviateIndex:
         result = self.collection.data.delete_many(where=where)
         return int(result.matches), int(result.successful)
 
+    @guarded("write")
     def delete_keys(self, source: str, keys: Sequence[str]) -> None:
         from weaviate.classes.query import Filter
 
@@ -199,6 +240,7 @@ class WeaviateIndex:
             ).contains_any(unique[start : start + KEY_CHUNK])
             page_deletes(self._delete_page, where)
 
+    @guarded("write")
     def delete_surplus(self, source: str, first_surplus: Mapping[str, int]) -> None:
         from weaviate.classes.query import Filter
 
@@ -235,6 +277,7 @@ class WeaviateIndex:
             objects += result.objects
         return objects
 
+    @guarded("read")
     def ledger(self, source: str, keys: Sequence[str]) -> dict[str, IndexedDoc]:
         found: dict[str, tuple[dict[int, str], dict[int, str]]] = {}
         for obj in self._objects_of_keys(source, keys, vectors=False):
@@ -244,6 +287,7 @@ class WeaviateIndex:
             chunk_hashes[int(p["chunk"])] = str(p.get("chunk_hash") or "")
         return {key: IndexedDoc(h, c) for key, (h, c) in found.items()}
 
+    @guarded("read")
     def vectors(self, source: str, keys: Sequence[str]) -> dict[tuple[str, str], np.ndarray]:
         found: dict[tuple[str, str], np.ndarray] = {}
         for obj in self._objects_of_keys(source, keys, vectors=True):
@@ -253,6 +297,7 @@ class WeaviateIndex:
                 found[key] = np.asarray(vector, dtype=np.float32)
         return found
 
+    @guarded("read")
     def keys(self, source: str) -> set[str]:
         if not self.exists():
             return set()
@@ -290,6 +335,7 @@ class WeaviateIndex:
             changed_at=changed if isinstance(changed, dt.datetime) else None,
         )
 
+    @guarded("search")
     def vector_search(self, vector: np.ndarray, k: int, where: SearchFilter) -> list[SearchHit]:
         from weaviate.classes.query import MetadataQuery
 
@@ -304,6 +350,7 @@ class WeaviateIndex:
         )
         return [self._hit(o, 1.0 - float(o.metadata.distance or 0.0)) for o in result.objects]
 
+    @guarded("search")
     def text_search(self, text: str, k: int, where: SearchFilter) -> list[SearchHit]:
         from weaviate.classes.query import MetadataQuery
 
@@ -319,6 +366,7 @@ class WeaviateIndex:
         )
         return [self._hit(o, float(o.metadata.score or 0.0)) for o in result.objects]
 
+    @guarded("read")
     def stats(self, source: str) -> SourceStats:
         from weaviate.classes.query import Filter
 
@@ -335,6 +383,7 @@ class WeaviateIndex:
                 lags.append((p["indexed_at"] - p["changed_at"]).total_seconds())
         return SourceStats(len(lags), int(chunks or 0), lags)
 
+    @guarded("read")
     def version(self) -> str:
         from weaviate.classes.query import Sort
 
@@ -353,6 +402,15 @@ class WeaviateIndex:
 
     def maintain(self) -> None:
         """Weaviate compacts and indexes on its own."""
+
+    @guarded("read")
+    def identity(self) -> str | None:
+        """The collection's name while it exists (Weaviate keeps no id of its own)."""
+        return self.name if self.exists() else None
+
+    def drop_if_damaged(self) -> bool:
+        """The server owns the collection's files: nothing here to drop."""
+        return False
 
     def close(self) -> None:
         self.client.close()
