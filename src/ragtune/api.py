@@ -328,9 +328,9 @@ def _caller(ring: KeyRing) -> Callable[..., ApiKey]:
         auto_error=False, description="an API key from api.keys_file or RAGTUNE_API_KEYS"
     )
 
-    def key_holder(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> ApiKey:
+    token = Depends(bearer)  # a default, not an annotation: those resolve globally
+
+    def key_holder(credentials: HTTPAuthorizationCredentials | None = token) -> ApiKey:
         return ring.identify(None if credentials is None else credentials.credentials)
 
     return key_holder

@@ -171,7 +171,7 @@ def _from_env(variable: str, value: str) -> list[ApiKey]:
                 "KEY= for untenanted rows only)"
             )
         secret, _, tenants = item.rpartition("=")  # a base64 key may end in '='; tenants never
-        keys.append(_key(name, secret, [t for t in tenants.split(",") if t], variable))
+        keys.append(_key(name, secret, [t for t in tenants.split(",") if t], "the environment"))
     return keys
 
 
@@ -181,7 +181,7 @@ def _key(
     for tenant in tenants:
         if tenant != ALL and not TENANT.match(tenant):
             raise ConfigError(
-                f"{where}: key {name!r}: tenant {tenant!r} is not a tenant name "
+                f"API key {name!r} in {where}: tenant {tenant!r} is not a tenant name "
                 "(letters, digits, _ . : -) or *"
             )
     digest = DIGEST.match(written)
@@ -190,13 +190,13 @@ def _key(
     if from_file:
         if "${" not in written:
             raise ConfigError(
-                f"{where}: key {name!r} is written in the file; put it in the environment "
+                f"API key {name!r} in {where} is written in the file; put it in the environment "
                 "and write key: ${NAME}, or store its digest as key: sha256:<hex>"
             )
         written = expand_env(written, f"{where}: {name}.key")
     if not KEY_TEXT.match(written):
         raise ConfigError(
-            f"{where}: key {name!r} must be 16 to 512 printable ASCII characters without "
+            f"API key {name!r} in {where} must be 16 to 512 printable ASCII characters without "
             "spaces (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
     return ApiKey(name, hashlib.sha256(written.encode("utf-8")).digest(), frozenset(tenants))
