@@ -43,6 +43,14 @@ class QualityGateError(RagtuneError):
     exit_code = 6
 
 
+class DeletesHeldError(QualityGateError):
+    """A pass applied its inserts and updates; the mass-delete guard held its deletes."""
+
+    def __init__(self, message: str, counts: object = None):
+        super().__init__(message)
+        self.counts = counts  # what the pass did apply (a RunCounts)
+
+
 class TrackingError(RagtuneError):
     """The MLflow tracking server or model registry is unreachable or misconfigured."""
 

@@ -17,12 +17,13 @@ from collections.abc import Callable, Sequence
 
 from ragtune.adapters.changelog import NotifyListener
 from ragtune.adapters.state import RunCounts
-from ragtune.errors import BusyError
+from ragtune.errors import BusyError, DeletesHeldError
 from ragtune.sync import SourceSync
 
 log = logging.getLogger(__name__)
 WAIT_SLICE_S = 0.2
 MAX_BACKOFF_S = 30.0
+HELD_WARNING_EVERY_S = 60.0  # how often a source with held deletes says so while following
 
 PassHook = Callable[[str, RunCounts], None]
 
@@ -42,6 +43,7 @@ def follow(
     due = {one.name: 0.0 for one in syncs}
     failures = dict.fromkeys(due, 0)
     first_pass = dict.fromkeys(due, True)
+    warned: dict[str, float] = {}
     try:
         while not stop.is_set():
             for one in syncs:
@@ -60,6 +62,13 @@ def follow(
                         on_pass(one.name, counts)
                 except BusyError:
                     pass  # another process syncs this source right now
+                except DeletesHeldError as exc:  # new rows keep flowing; say it now and then
+                    first_pass[one.name] = False
+                    if on_pass is not None and exc.counts is not None:
+                        on_pass(one.name, exc.counts)
+                    if time.monotonic() >= warned.get(one.name, 0.0):
+                        log.warning("source %s: %s", one.name, exc)
+                        warned[one.name] = time.monotonic() + HELD_WARNING_EVERY_S
                 except Exception as exc:  # keep following the others
                     failures[one.name] += 1
                     delay = min(MAX_BACKOFF_S, poll_interval_s * 2 ** failures[one.name])

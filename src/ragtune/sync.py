@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,7 +46,7 @@ from ragtune.core.documents import (
 from ragtune.core.ids import chunk_hash, chunk_id, partition_of
 from ragtune.core.quality import batch_summary, change_rows
 from ragtune.core.sync_plan import SyncPlan, plan_sync, surplus_chunks
-from ragtune.errors import BusyError, ConfigError, QualityGateError
+from ragtune.errors import BusyError, ConfigError, DeletesHeldError, QualityGateError
 
 ProgressHook = Callable[[str, int, int | None], None]  # (source, docs done, total or None)
 
@@ -58,6 +60,7 @@ class Batch:
     changed_at: dict[str, dt.datetime]
     rows: Mapping[str, Mapping[str, Any]] | None = None  # pre-read rows ("rows" batches)
     ack_ids: list[int] = field(default_factory=list)
+    ack_keys: dict[int, str] = field(default_factory=dict)  # changelog row id -> its key
     advance: dict[str, Any] = field(default_factory=dict)  # state fields to save afterwards
     duplicates: list[tuple[str, Mapping[str, Any]]] = field(default_factory=list)  # same key text
 
@@ -146,7 +149,11 @@ class SourceSync:
         self.allow_mass_delete = False
         self.declared = source.declared_types()
         self._indexed: int | None = None
-        self._deleted_in_pass = 0
+        self._window_base: int | None = None
+        self._pass_started = time.time()
+        self._held_deletes: set[str] = set()
+        self._guard_summary: dict[str, Any] = {}
+        self._chunk_cache: dict[str, tuple[Document, list[Any]]] = {}
         self.spec = row_spec(self.config)
         self.fingerprint = fingerprint(
             params.embeddings.model, params.chunking.max_tokens, params.chunking.overlap_tokens
@@ -159,6 +166,10 @@ class SourceSync:
         if self.config.capture == "cursor" and partition.count > 1:
             raise ConfigError(f"source '{name}': capture: cursor cannot be split into partitions")
         self._batches: Iterator[Batch] | None = None
+        self._resume: tuple[Any, ...] = ("full", None)  # where capture reads next
+        self._seen: set[str] = set()  # keys a full scan found in the table
+        self._full_started = 0.0
+        self._full_watermark: Any = None
         self._caught_up_at: float | None = None
         self._done = 0
         self._total: int | None = None
@@ -173,12 +184,17 @@ class SourceSync:
         from ragtune.index_health import check_before_pass
 
         check_before_pass(self, self._full)  # an index that lost chunks is never "current"
-        self._batches = self._plan_batches(self._full)
+        self._resume = ("full", None) if self._full else ("capture", None)
+        self._batches = self._batches_from(self._resume)
         self._caught_up_at = None
         self._done = 0
         self._total = None
         self._indexed = None
-        self._deleted_in_pass = 0
+        self._window_base = None
+        self._pass_started = time.time()
+        self._held_deletes = set()
+        self._guard_summary = {}
+        self._chunk_cache = {}
         if self.progress is not None:
             if self._full:
                 self._total = self.source.count()
@@ -186,9 +202,16 @@ class SourceSync:
                 self._total = self.changelog.count()
 
     def capture(self) -> Batch | None:
-        """The next batch of changed keys, or None when the source is caught up."""
+        """The next batch of changed keys, or None when the source is caught up.
+
+        Restartable: a read that fails leaves the position where the last good batch left
+        it, so calling capture again (a Prefect retry) re-reads the same page."""
         assert self._batches is not None, "call start() first"
-        return next(self._batches, None)
+        try:
+            return next(self._batches, None)
+        except BaseException:
+            self._batches = self._batches_from(self._resume)
+            raise
 
     def load(self, batch: Batch) -> tuple[list[Document], list[str]]:
         """Re-read the batch's keys: documents for present rows, keys whose rows are gone.
@@ -251,10 +274,14 @@ class SourceSync:
         return plan_sync(present, absent, ledger, self.fingerprint)
 
     def validate(self, plan: SyncPlan) -> SyncPlan:
-        """The quality gate: rows failing a row-level expectation are quarantined (their
-        indexed version, if any, stays) and the rest go on; a failed batch-level
-        expectation (row count, mass-delete guard) refuses the batch: QualityGateError,
-        nothing written, position not advanced."""
+        """The quality gate. A row failing a row-level expectation, or one that would make
+        more than `quality.max_chunks_per_document` chunks, is quarantined: its indexed
+        version stays, unless the update changed who may read it (tenant), and then that
+        version is withdrawn. A failed batch-level expectation (row count) refuses the
+        batch: QualityGateError, nothing written, position not advanced. The mass-delete
+        guard, counting deletes over `quality.mass_delete_window_s`, holds back only the
+        deletes: inserts and updates go on, the held deletes stay queued, and the pass
+        ends with a QualityGateError naming them."""
         quality = self.params.quality
         upserts, deletes = list(plan.upserts), list(plan.deletes)
         blank = [d for d in upserts if not d.text.strip()]
@@ -262,19 +289,19 @@ class SourceSync:
             upserts = [d for d in upserts if d.text.strip()]
             deletes += [d.key for d in blank if d.key in plan.ledger and d.key not in deletes]
         held: dict[str, list[str]] = {}
+        held_deletes: list[str] = []
         if quality.enabled:
             assert self.gate is not None, "quality.enabled needs a QualityGate"
             rows = change_rows(((d.key, d.text, d.raw_metadata) for d in upserts), self.declared)
             summary = batch_summary(
                 rows=len(upserts) + len(deletes) + len(plan.unchanged),
                 deletes=len(deletes),
-                deleted_before=self._deleted_in_pass,
-                indexed=self._indexed_documents(),
+                deleted_before=self._deletes_in_window(),
+                indexed=self._guard_base(),
             )
             report = self.gate.validate_changes(self.name, rows, summary, self.declared)
-            refusals = [
-                f for f in report.batch if not (self.allow_mass_delete and "guard" in f.reason)
-            ]
+            guard = [f for f in report.batch if "guard" in f.reason]
+            refusals = [f for f in report.batch if "guard" not in f.reason]
             if refusals:
                 self._build_docs(force=True)
                 raise QualityGateError(
@@ -282,27 +309,58 @@ class SourceSync:
                     f"{report.describe_batch()} ({summary['deletes']} deletes, "
                     f"{summary['indexed_documents']} indexed documents, {summary['rows']} rows); "
                     "nothing was written"
-                    + (
-                        "; rerun with --allow-mass-delete if intended"
-                        if any("guard" in f.reason for f in refusals)
-                        else ""
-                    )
                 )
-            held = report.rows
+            if guard and not self.allow_mass_delete:
+                held_deletes, deletes = deletes, []
+                self._held_deletes.update(held_deletes)
+                self._guard_summary = {**summary, "detail": report.describe_batch()}
+            held = dict(report.rows)
+            held.update(self._over_budget([d for d in upserts if d.key not in held]))
             upserts = [d for d in upserts if d.key not in held]
+            deletes += [k for k in rescoped(plan, held, self.spec) if k not in deletes]
             self.state.quarantine(self.name, held)
         passed = [d.key for d in upserts] + deletes + list(plan.unchanged)
         passed += [k for k in plan.hashes if k not in held and k not in passed]
         self.state.release(self.name, sorted(set(passed) - set(held)))
-        self._deleted_in_pass += len(deletes)
         return replace(
-            plan, upserts=tuple(upserts), deletes=tuple(deletes), quarantined=tuple(sorted(held))
+            plan,
+            upserts=tuple(upserts),
+            deletes=tuple(deletes),
+            quarantined=tuple(sorted(held)),
+            held_deletes=tuple(held_deletes),
         )
+
+    def _over_budget(self, documents: Sequence[Document]) -> dict[str, list[str]]:
+        """Documents that would make more chunks than the per-document budget."""
+        budget = self.params.quality.max_chunks_per_document
+        over: dict[str, list[str]] = {}
+        for document in documents:
+            made = len(self._pieces(document))
+            if made > budget:
+                over[document.key] = [
+                    f"would make {made} chunks, over quality.max_chunks_per_document ({budget}); "
+                    "split the row or raise the budget"
+                ]
+        return over
 
     def _indexed_documents(self) -> int:
         if self._indexed is None:
             self._indexed = self.index.stats(self.name).documents
         return self._indexed
+
+    def _window_start(self) -> float:
+        return min(self._pass_started, time.time() - self.params.quality.mass_delete_window_s)
+
+    def _deletes_in_window(self) -> int:
+        """Documents this source deleted within the guard's window (this pass included)."""
+        return self.state.deletes_since(self.name, self._window_start())
+
+    def _guard_base(self) -> int:
+        """About how many documents the source held when the window began: the guard's
+        denominator, so deletes spread over many passes add up."""
+        if self._window_base is None:
+            self._window_base = self._indexed_documents() + self._deletes_in_window()
+        return self._window_base
 
     def _build_docs(self, force: bool = False) -> None:
         if self.gate is not None:
@@ -312,27 +370,36 @@ class SourceSync:
         """Token-aware chunks of every document to upsert."""
         if not plan.upserts:
             return []
-        tokenizer = self.embedder.tokenizer
         pending: list[PendingChunk] = []
         for document in plan.upserts:
             digest = plan.hashes[document.key]
             held = plan.ledger.get(document.key)
             known = set(held.chunk_hashes.values()) if held is not None else set()
-            for piece in chunk_document(
-                document.title,
-                document.body,
-                tokenizer,
-                min(self.params.chunking.max_tokens, self.embedder.max_tokens),
-                self.params.chunking.overlap_tokens,
-                document.format,
-            ):
+            for piece in self._pieces(document):
                 text_digest = chunk_hash(self.fingerprint, piece.text)
                 pending.append(
                     PendingChunk(
                         document, piece.n, piece.text, digest, text_digest, text_digest in known
                     )
                 )
+        self._chunk_cache.clear()
         return pending
+
+    def _pieces(self, document: Document) -> list[Any]:
+        """The document's chunks, made once per batch (the budget check made them first)."""
+        cached = self._chunk_cache.get(document.key)
+        if cached is not None and cached[0] is document:
+            return cached[1]
+        pieces = chunk_document(
+            document.title,
+            document.body,
+            self.embedder.tokenizer,
+            min(self.params.chunking.max_tokens, self.embedder.max_tokens),
+            self.params.chunking.overlap_tokens,
+            document.format,
+        )
+        self._chunk_cache[document.key] = (document, pieces)
+        return pieces
 
     def embed(self, chunks: Sequence[PendingChunk]) -> Embedded:
         """Vectors for the chunks: stored ones where a chunk's text is already indexed
@@ -401,6 +468,8 @@ class SourceSync:
         if plan.deletes:
             self.index.delete_keys(self.name, list(plan.deletes))
             counts.index_writes += 1
+            self.state.record_deletes(self.name, len(plan.deletes), self.allow_mass_delete)
+        counts.held_deletes = len(plan.held_deletes)
         if counts.index_writes:
             self.index.maintain()
         return counts
@@ -408,12 +477,14 @@ class SourceSync:
     def advance(self, batch: Batch) -> RunCounts:
         """Consume exactly this batch's changelog rows; save the new capture position."""
         counts = RunCounts()
-        if batch.ack_ids and self.changelog is not None:
-            if self.changelog.ack(batch.ack_ids):
-                counts.acked = len(batch.ack_ids)
+        held = self._held_deletes
+        ack_ids = [i for i in batch.ack_ids if batch.ack_keys.get(i) not in held]
+        if ack_ids and self.changelog is not None:
+            if self.changelog.ack(ack_ids):
+                counts.acked = len(ack_ids)
             else:
-                counts.ack_deferred = len(batch.ack_ids)
-        if batch.advance:
+                counts.ack_deferred = len(ack_ids)
+        if batch.advance and not any(key in held for key in batch.keys):
             saved = self.state.load(self.name)
             for name, value in batch.advance.items():
                 setattr(saved, name, value)
@@ -424,7 +495,7 @@ class SourceSync:
         """Record up to when the index is known current (the last empty capture read);
         render the Data Docs of this pass's validations."""
         self._build_docs()
-        if self._caught_up_at is not None:
+        if self._caught_up_at is not None and not self._held_deletes:
             saved = self.state.load(self.name)
             saved.as_of = self._caught_up_at
             self.state.save(saved)
@@ -462,12 +533,27 @@ class SourceSync:
                     if stop is not None and stop.is_set():
                         break
                 self.finish()
+                if self._held_deletes:
+                    raise self._guard_error(total)
             except BaseException as exc:
                 self.state.finish_run(run_id, "failed", total, f"{type(exc).__name__}: {exc}")
                 self._build_docs(force=True)
                 raise
             self.state.finish_run(run_id, "completed", total)
             return total
+
+    def _guard_error(self, counts: RunCounts) -> DeletesHeldError:
+        summary = self._guard_summary
+        keys = sorted(self._held_deletes)
+        shown = ", ".join(keys[:5]) + (", ..." if len(keys) > 5 else "")
+        return DeletesHeldError(
+            f"source '{self.name}': {len(keys)} deletes held back by the quality gate "
+            f"({shown}): {summary.get('detail', 'mass-delete guard')} (deletes within "
+            f"quality.mass_delete_window_s against about {summary.get('indexed_documents', 0)}"
+            " indexed documents); inserts and updates were applied, the deletes stay queued: "
+            "rerun with --allow-mass-delete if intended",
+            counts,
+        )
 
     def review(self, batch: Batch) -> SyncPlan:
         """Re-read the batch's rows and compare them with the index (load + plan)."""
@@ -481,46 +567,61 @@ class SourceSync:
 
     @contextlib.contextmanager
     def lock(self, timeout: float | None = None) -> Iterator[None]:
-        """Hold this source's (partition's) lock; BusyError if another process has it."""
+        """Hold this source's partition lock, and its partition layout shared with the other
+        partitions of the same layout; BusyError if another process holds the partition, or
+        runs the source under another layout (`sync` and `sync --partition 2/16` would
+        process the same key at once)."""
         folder = self.params.workspace.path / "locks"
         folder.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(folder / f"{self.name}.{self.partition.label}.lock"))
         wait = self.params.sync.lock_timeout_s if timeout is None else timeout
-        try:
-            lock.acquire(timeout=wait)
-        except Timeout:
-            raise BusyError(
-                f"source '{self.name}' is being synced by another process; "
-                "wait for it, or raise sync.lock_timeout_s"
-            ) from None
-        try:
-            yield
-        finally:
-            lock.release()
+        deadline = time.monotonic() + wait
+        with source_layout(folder, self.name, self.partition.count, deadline):
+            lock = FileLock(str(folder / f"{self.name}.{self.partition.label}.lock"))
+            try:
+                lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            except Timeout:
+                raise BusyError(
+                    f"source '{self.name}' (partition {self.partition.index}/"
+                    f"{self.partition.count}) is being synced by another process; "
+                    "wait for it, or raise sync.lock_timeout_s"
+                ) from None
+            try:
+                yield
+            finally:
+                lock.release()
 
     # -- capture ------------------------------------------------------------------------
 
-    def _plan_batches(self, full: bool) -> Iterator[Batch]:
-        if full:
-            yield from self._full_batches()
+    def _batches_from(self, position: tuple[Any, ...]) -> Iterator[Batch]:
+        """The batches of the rest of the pass, from a capture position. Each generator
+        sets `self._resume` to the position after the batch it is about to yield."""
+        phase, after = position
+        if phase == "full":
+            yield from self._full_batches(after)
+            phase, after = "orphans", None
+        if phase == "orphans":
+            yield from self._orphan_batches()
+            phase, after = "capture", None
         if self.changelog is not None:
-            yield from self._changelog_batches()
-        else:
+            yield from self._changelog_batches(after)
+        else:  # the cursor restarts from the saved watermark: re-reading a page is harmless
             yield from self._cursor_batches()
 
-    def _full_batches(self) -> Iterator[Batch]:
-        """Every row in key order, then the keys the index holds that the table does not."""
-        started = time.time()
-        watermark = (
-            _stamp(self.source.max_updated_at()) if self.config.capture == "cursor" else None
-        )
-        if self.partition.owns(NULL_KEY) and (
-            self.source.null_keys()
-            or any(q["key"] == NULL_KEY for q in self.state.quarantined(self.name))
-        ):  # the scan skips NULL keys; load quarantines (or releases) them as one
-            yield Batch("keys", [NULL_KEY], {})
-        seen: set[str] = set()
-        for page in self.source.scan(self.params.sync.batch_size):
+    def _full_batches(self, after: Any = None) -> Iterator[Batch]:
+        """Every row in key order (after key value `after`, when resuming)."""
+        if after is None:
+            self._seen = set()
+            self._full_started = time.time()
+            self._full_watermark = (
+                _stamp(self.source.max_updated_at()) if self.config.capture == "cursor" else None
+            )
+            if self.partition.owns(NULL_KEY) and (
+                self.source.null_keys()
+                or any(q["key"] == NULL_KEY for q in self.state.quarantined(self.name))
+            ):  # the scan skips NULL keys; load quarantines (or releases) them as one
+                yield Batch("keys", [NULL_KEY], {})
+        seen = self._seen
+        for page in self.source.scan(self.params.sync.batch_size, after):
             now = dt.datetime.now(dt.UTC)  # a backfilled row is "changed" when it is read
             rows: dict[str, Mapping[str, Any]] = {}
             duplicates: list[tuple[str, Mapping[str, Any]]] = []
@@ -533,22 +634,28 @@ class SourceSync:
                 else:
                     rows[key] = row
             seen.update(rows)
+            self._resume = ("full", page[-1][self.config.key])
             if rows:
                 yield Batch(
                     "rows", list(rows), dict.fromkeys(rows, now), rows=rows, duplicates=duplicates
                 )
-        orphans = sorted(k for k in self.index.keys(self.name) - seen if self.partition.owns(k))
-        advance: dict[str, Any] = {"needs_full": False, "reconciled_at": started}
-        if watermark is not None:
-            advance["watermark"] = watermark
+
+    def _orphan_batches(self) -> Iterator[Batch]:
+        """After a full scan: the keys the index holds that the table does not."""
+        orphans = sorted(
+            k for k in self.index.keys(self.name) - self._seen if self.partition.owns(k)
+        )
+        advance: dict[str, Any] = {"needs_full": False, "reconciled_at": self._full_started}
+        if self._full_watermark is not None:
+            advance["watermark"] = self._full_watermark
         for start in range(0, max(len(orphans), 1), self.params.sync.batch_size):
             part = orphans[start : start + self.params.sync.batch_size]
             last = start + self.params.sync.batch_size >= len(orphans)
+            self._resume = ("capture", None) if last else ("orphans", None)
             yield Batch("keys", part, {}, advance=advance if last else {})
 
-    def _changelog_batches(self) -> Iterator[Batch]:
+    def _changelog_batches(self, after: int | None = None) -> Iterator[Batch]:
         assert self.changelog is not None
-        after: int | None = None
         while True:
             read_at = time.time()
             changes = self.changelog.pending(self.params.sync.batch_size, after)
@@ -556,6 +663,7 @@ class SourceSync:
                 self._caught_up_at = read_at
                 return
             after = changes[-1].id
+            self._resume = ("capture", after)
             mine = [c for c in changes if self.partition.owns(c.key)]
             if not mine:
                 continue
@@ -564,7 +672,13 @@ class SourceSync:
                 changed_at[change.key] = max(
                     change.changed_at, changed_at.get(change.key, change.changed_at)
                 )
-            yield Batch("changes", list(changed_at), changed_at, ack_ids=[c.id for c in mine])
+            yield Batch(
+                "changes",
+                list(changed_at),
+                changed_at,
+                ack_ids=[c.id for c in mine],
+                ack_keys={c.id: c.key for c in mine},
+            )
 
     def _cursor_batches(self) -> Iterator[Batch]:
         """Rows with updated_at >= watermark - lookback, by (updated_at, key) pages."""
@@ -615,6 +729,74 @@ class SourceSync:
         from ragtune.core.documents import key_text
 
         return key_text(row[self.config.key])
+
+
+@contextlib.contextmanager
+def source_layout(folder: Path, name: str, count: int, deadline: float) -> Iterator[None]:
+    """Share the source's layout lock of `count` partitions (flock LOCK_SH on
+    `<name>.layout-<count>`) while no other layout of the source is held. The check and
+    the taking happen under a gate lock, so two layouts never both get in; a process that
+    dies releases its locks with it."""
+    own_path = folder / f"{name}.layout-{count}"
+    gate = FileLock(str(folder / f"{name}.layout.gate"))
+    own = own_path.open("a")
+    try:
+        while True:
+            try:
+                gate.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            except Timeout:
+                other = None
+            else:
+                try:
+                    other = _layout_in_use(folder, name, exclude=own_path)
+                    if other is None:
+                        fcntl.flock(own, fcntl.LOCK_SH)
+                        break
+                finally:
+                    gate.release()
+            if time.monotonic() >= deadline:
+                layout = f"as {other} partitions" if other else "under another layout"
+                raise BusyError(
+                    f"source '{name}' is being synced {layout} by another process; one "
+                    f"consumer per key: use the same --partition I/{other or 'N'} everywhere, "
+                    "or wait for it (sync.lock_timeout_s)"
+                )
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        yield
+    finally:
+        own.close()  # releases the shared lock
+
+
+def _layout_in_use(folder: Path, name: str, exclude: Path) -> int | None:
+    """The partition count of another layout some process holds, or None."""
+    for path in sorted(folder.glob(f"{name}.layout-*")):
+        if path == exclude:
+            continue
+        with path.open("a") as probe:
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return int(path.name.rsplit("-", 1)[1])
+            fcntl.flock(probe, fcntl.LOCK_UN)
+    return None
+
+
+def rescoped(plan: SyncPlan, held: Mapping[str, Any], spec: RowSpec) -> list[str]:
+    """Quarantined updates whose indexed version carries another access scope (tenant)
+    than the row now has: the source no longer allows that scope, so the indexed version
+    must go. An index that cannot say which scope it holds counts as changed."""
+    tenants = {d.key: d.tenant for d in plan.upserts}
+    withdraw = []
+    for key in sorted(held):
+        indexed = plan.ledger.get(key)
+        if key not in tenants or indexed is None:
+            continue
+        if indexed.tenants is None:
+            if spec.tenant:
+                withdraw.append(key)
+        elif indexed.tenants != {tenants[key]}:
+            withdraw.append(key)
+    return withdraw
 
 
 def _stamp(value: Any) -> Any:

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from ragtune.adapters.changelog import Changelog
+from ragtune.adapters.index.lance import LanceIndex
 from ragtune.adapters.sources import SqlSource
 from ragtune.adapters.state import StateStore
 from ragtune.config import load_params
@@ -178,3 +179,88 @@ def test_a_refused_batch_fails_the_run_and_the_override_lets_it_through(
     assert state.is_completed(), state.message
     assert state.result()["docs"]["deleted_docs"] == 20
     assert_index_matches(sqlite_db, load_params(path), embedder)
+
+
+def break_queue(db: Database, path: Path) -> tuple[str, str]:
+    """Rename a column of the source's changelog queue: every queue read now fails."""
+    source = SqlSource.open("docs", load_params(path).sources["docs"])
+    queue = Changelog(source, load_params(path).workspace.path).table_name
+    source.close()
+    with db.engine.begin() as c:
+        c.exec_driver_sql(f'ALTER TABLE "{queue}" RENAME COLUMN op TO op_away')
+    return queue, f'ALTER TABLE "{queue}" RENAME COLUMN op_away TO op'
+
+
+def pending_changes(path: Path) -> int:
+    source = SqlSource.open("docs", load_params(path).sources["docs"])
+    try:
+        return Changelog(source, load_params(path).workspace.path).count()
+    finally:
+        source.close()
+
+
+def test_a_failed_capture_is_retried_and_the_index_converges(
+    prefect_server: None, sqlite_db: Database, tmp_path: Path, embedder: Any
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        TaskRunFilter,
+        TaskRunFilterState,
+        TaskRunFilterStateName,
+    )
+
+    from flows.refresh_index import refresh_index
+
+    path, table = make_workspace(sqlite_db, tmp_path)
+    path.write_text(path.read_text().replace("retry_delay_s: 0", "retry_delay_s: 3"))
+    assert refresh_index(str(path), return_state=True).is_completed()
+    with sqlite_db.engine.begin() as c:
+        c.execute(table.insert(), [{"id": 50 + i, "title": "New", "body": "b"} for i in range(3)])
+    _, heal = break_queue(sqlite_db, path)
+
+    healed = threading.Event()
+
+    def heal_after_the_first_failure() -> None:
+        waiting = TaskRunFilter(
+            state=TaskRunFilterState(name=TaskRunFilterStateName(any_=["AwaitingRetry"]))
+        )
+        with get_client(sync_client=True) as client:
+            for _ in range(1200):  # bounded: at most ~2 minutes
+                if any(
+                    r.name.startswith("capture")
+                    for r in client.read_task_runs(task_run_filter=waiting)
+                ):
+                    break
+                time.sleep(0.1)
+        with sqlite_db.engine.begin() as c:
+            c.exec_driver_sql(heal)
+        healed.set()
+
+    healer = threading.Thread(target=heal_after_the_first_failure)
+    healer.start()
+    state = refresh_index(str(path), return_state=True)
+    healer.join()
+    assert healed.is_set()
+    assert state.is_completed(), state.message
+    assert state.result()["docs"]["upserted_docs"] == 3
+    assert pending_changes(path) == 0
+    assert_index_matches(sqlite_db, load_params(path), embedder)
+
+
+def test_with_the_source_still_down_the_run_fails_and_keeps_the_changes(
+    prefect_server: None, sqlite_db: Database, tmp_path: Path, embedder: Any
+) -> None:
+    from flows.refresh_index import refresh_index
+
+    path, table = make_workspace(sqlite_db, tmp_path)
+    assert refresh_index(str(path), return_state=True).is_completed()
+    with sqlite_db.engine.begin() as c:
+        c.execute(table.insert(), [{"id": 50 + i, "title": "New", "body": "b"} for i in range(3)])
+    _, heal = break_queue(sqlite_db, path)
+    state = refresh_index(str(path), return_state=True)  # sync.retries 1: two reads fail
+    assert state.is_failed(), "the run ended Completed with changes unsynced"
+    assert "no such column" in state.message
+    with sqlite_db.engine.begin() as c:
+        c.exec_driver_sql(heal)
+    assert pending_changes(path) == 3
+    assert "50" not in LanceIndex(load_params(path).index).keys("docs")

@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS index_holdings (
     index_id TEXT,
     written INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS applied_deletes (
+    source TEXT NOT NULL,
+    at REAL NOT NULL,
+    count INTEGER NOT NULL,
+    allowed INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS trained_keys (
     version TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -86,6 +92,7 @@ class RunCounts:
     index_writes: int = 0
     acked: int = 0
     ack_deferred: int = 0
+    held_deletes: int = 0  # deletes the mass-delete guard held back
     lags_s: list[float] = field(default_factory=list)
 
     def add(self, other: RunCounts) -> None:
@@ -193,6 +200,31 @@ class StateStore:
                 "reasons=excluded.reasons, last_seen=excluded.last_seen",
                 [(source, key, json.dumps(r), now, now) for key, r in sorted(reasons.items())],
             )
+
+    # -- deletes, for the mass-delete guard's window ------------------------------------------
+
+    def record_deletes(self, source: str, count: int, allowed: bool = False) -> None:
+        """Log documents deleted from the index (`allowed`: let through by the user)."""
+        if count <= 0:
+            return
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO applied_deletes (source, at, count, allowed) VALUES (?, ?, ?, ?)",
+                (source, time.time(), count, int(allowed)),
+            )
+
+    def deletes_since(self, source: str, since: float) -> int:
+        """Documents deleted since `since` (epoch seconds), not counting allowed ones."""
+        if not self.exists():
+            return 0
+        with self._connect() as db:
+            db.execute("DELETE FROM applied_deletes WHERE source = ? AND at < ?", (source, since))
+            value = db.execute(
+                "SELECT COALESCE(SUM(count), 0) FROM applied_deletes "
+                "WHERE source = ? AND at >= ? AND allowed = 0",
+                (source, since),
+            ).fetchone()[0]
+        return int(value)
 
     def release(self, source: str, keys: list[str]) -> int:
         """Rows that passed (or vanished) leave the quarantine; how many did."""

@@ -21,6 +21,7 @@ class IndexedDoc:
 
     hashes: Mapping[int, str]
     chunk_hashes: Mapping[int, str] = field(default_factory=dict)
+    tenants: frozenset[str | None] | None = None  # the access scope its chunks carry, if read
 
     @property
     def chunks(self) -> int:
@@ -40,6 +41,7 @@ class SyncPlan:
     hashes: Mapping[str, str] = field(default_factory=dict)
     ledger: Mapping[str, IndexedDoc] = field(default_factory=dict)
     quarantined: tuple[str, ...] = ()
+    held_deletes: tuple[str, ...] = ()  # deletes waiting behind the mass-delete guard
 
     @property
     def is_empty(self) -> bool:

@@ -329,20 +329,22 @@ class LanceIndex:
     def ledger(self, source: str, keys: Sequence[str]) -> dict[str, IndexedDoc]:
         if self.table is None or not keys:
             return {}
-        found: dict[str, tuple[dict[int, str], dict[int, str]]] = {}
+        found: dict[str, tuple[dict[int, str], dict[int, str], set[str | None]]] = {}
         for rows in self._rows_of_keys(
-            source, keys, ["key", "chunk", "content_hash", "chunk_hash"]
+            source, keys, ["key", "chunk", "content_hash", "chunk_hash", "tenant"]
         ):
-            for key, chunk, digest, text_digest in zip(
+            for key, chunk, digest, text_digest, tenant in zip(
                 rows["key"].to_pylist(),
                 rows["chunk"].to_pylist(),
                 rows["content_hash"].to_pylist(),
                 rows["chunk_hash"].to_pylist(),
+                rows["tenant"].to_pylist(),
                 strict=True,
             ):
-                hashes, chunk_hashes = found.setdefault(key, ({}, {}))
+                hashes, chunk_hashes, tenants = found.setdefault(key, ({}, {}, set()))
                 hashes[chunk], chunk_hashes[chunk] = digest, text_digest
-        return {key: IndexedDoc(h, c) for key, (h, c) in found.items()}
+                tenants.add(tenant)
+        return {key: IndexedDoc(h, c, frozenset(t)) for key, (h, c, t) in found.items()}
 
     @guarded("read")
     def vectors(self, source: str, keys: Sequence[str]) -> dict[tuple[str, str], np.ndarray]:

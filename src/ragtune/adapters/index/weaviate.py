@@ -40,6 +40,11 @@ FETCH_LIMIT = 10_000
 RETURNED = ["source", "key", "chunk", "text", "metadata", "changed_at"]
 
 
+def _tenant_of(stored: object) -> str | None:
+    """The row's tenant from what a chunk stores (the sentinel means untenanted)."""
+    return None if stored is None or stored == PUBLIC_TENANT else str(stored)
+
+
 Method = TypeVar("Method", bound=Callable[..., Any])
 
 
@@ -270,7 +275,7 @@ class WeaviateIndex:
                 & Filter.by_property("key").contains_any(unique[start : start + KEY_CHUNK]),
                 limit=FETCH_LIMIT,
                 include_vector=vectors,
-                return_properties=["key", "chunk", "content_hash", "chunk_hash"],
+                return_properties=["key", "chunk", "content_hash", "chunk_hash", "tenant"],
             )
             if len(result.objects) >= FETCH_LIMIT:
                 raise IndexStoreError("too many chunks per key batch; lower sync.batch_size")
@@ -279,13 +284,14 @@ class WeaviateIndex:
 
     @guarded("read")
     def ledger(self, source: str, keys: Sequence[str]) -> dict[str, IndexedDoc]:
-        found: dict[str, tuple[dict[int, str], dict[int, str]]] = {}
+        found: dict[str, tuple[dict[int, str], dict[int, str], set[str | None]]] = {}
         for obj in self._objects_of_keys(source, keys, vectors=False):
             p = obj.properties
-            hashes, chunk_hashes = found.setdefault(str(p["key"]), ({}, {}))
+            hashes, chunk_hashes, tenants = found.setdefault(str(p["key"]), ({}, {}, set()))
             hashes[int(p["chunk"])] = str(p["content_hash"])
             chunk_hashes[int(p["chunk"])] = str(p.get("chunk_hash") or "")
-        return {key: IndexedDoc(h, c) for key, (h, c) in found.items()}
+            tenants.add(_tenant_of(p.get("tenant")))
+        return {key: IndexedDoc(h, c, frozenset(t)) for key, (h, c, t) in found.items()}
 
     @guarded("read")
     def vectors(self, source: str, keys: Sequence[str]) -> dict[tuple[str, str], np.ndarray]:
