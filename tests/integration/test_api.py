@@ -1,7 +1,11 @@
 """The HTTP API over a real workspace: a SQLite source with tenanted rows synced into
-LanceDB, the tiny two-layer model as generator (its answers are gibberish, its JSON is
-real). Tenant isolation, the answer's shape, 4xx (never 5xx) for bad input, offline
-/docs, and a schemathesis run against the app's own OpenAPI spec."""
+LanceDB, a tiny model as generator that answers every question with "[1]" (so answers
+have citations). Tenant isolation, the answer's shape, 4xx (never 5xx) for bad input,
+offline /docs, and a schemathesis run against the app's own OpenAPI spec.
+
+The workspace and the loaded generator are shared by the module (nothing changes them);
+each test gets its own answerer, app and client, so no test sees another's state. API
+keys are tested in test_api_auth.py; here the app has none (a request names its tenant)."""
 
 from __future__ import annotations
 
@@ -22,11 +26,13 @@ from schemathesis.config import SchemathesisConfig
 
 from ragtune.adapters import docs_assets
 from ragtune.adapters.index.base import SearchHit
-from ragtune.answer import Answerer
+from ragtune.answer import Answerer, Generator, load_generator
 from ragtune.api import create_app
+from ragtune.api_auth import KeyRing
 from ragtune.config import EmbeddingsConfig, Params, load_params
 from ragtune.errors import ConfigError
-from ragtune.workspace import open_syncs
+from ragtune.workspace import open_index, open_state, open_syncs
+from tests.integration.api_support import citing_base
 from tests.support import create_database, create_documents, drop_database, write_params
 
 TENANT = {1: "a", 2: "a", 3: "a", 4: "b", 5: "b", 6: "b"}  # the other rows: untenanted
@@ -45,6 +51,7 @@ BODIES = {
     12: ("Logging", "Configure logging with a dictionary of handlers and loggers."),
 }
 QUERY = "zebra migration runbook"
+NO_KEYS = KeyRing()  # whatever RAGTUNE_API_KEYS the environment holds
 
 
 def tenant_of(key: str) -> str | None:
@@ -52,10 +59,9 @@ def tenant_of(key: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def params(
-    tmp_path_factory: pytest.TempPathFactory, embedder: Any, tiny_base: Path
-) -> Iterator[Params]:
+def params(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Params]:
     tmp = tmp_path_factory.mktemp("api")
+    base = citing_base(tmp / "base")
     db = create_database("sqlite", tmp)
     table = create_documents(db)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -77,8 +83,9 @@ def params(
         tmp / "ws",
         db.url,
         capture="cursor",
-        extra=f'train:\n  base_model: "{tiny_base}"\n  device: cpu\n'
-        "evaluate:\n  max_new_tokens: 8\n",
+        extra=f'train:\n  base_model: "{base}"\n  device: cpu\n'
+        "evaluate:\n  max_new_tokens: 8\n"
+        "tracking:\n  trace_answers: false\n",  # traced answers: test_api_champion.py
         quality="quality:\n  enabled: false\n",
     )
     loaded = load_params(path)
@@ -92,20 +99,25 @@ def params(
 
 
 @pytest.fixture(scope="module")
-def answerer(params: Params, embedder: Any) -> Answerer:
-    loaded = Answerer(params, which="base")
-    loaded.embedder = embedder  # the session's model, already in memory
-    return loaded
+def generator(params: Params) -> Generator:
+    return load_generator(params, "base")  # read-only: shared by the module's answerers
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
+def answerer(params: Params, embedder: Any, generator: Generator) -> Answerer:
+    """This test's own answerer, over the session's embedding model (already loaded)."""
+    return Answerer.over(params, open_index(params), embedder, open_state(params), generator)
+
+
+@pytest.fixture
 def app(params: Params, answerer: Answerer) -> FastAPI:
-    return create_app(params, answerer)
+    return create_app(params, answerer, keys=NO_KEYS)
 
 
-@pytest.fixture(scope="module")
-def client(app: FastAPI) -> TestClient:
-    return TestClient(app)
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as opened:  # its shutdown closes this test's index
+        yield opened
 
 
 def test_healthz(client: TestClient) -> None:
@@ -162,7 +174,10 @@ def test_tenant_isolation_in_ask(
     assert response.status_code == 200, response.text
     assert retrieved
     assert {tenant_of(h.key) for h in retrieved} <= {"a", None}
-    assert all(tenant_of(c["key"]) != "b" for c in response.json()["citations"])
+    citations = response.json()["citations"]
+    assert citations
+    assert all(tenant_of(c["key"]) != "b" for c in citations)
+    assert {c["key"] for c in citations} <= {h.key for h in retrieved}
 
 
 def test_ask_shape(client: TestClient) -> None:
@@ -171,7 +186,9 @@ def test_ask_shape(client: TestClient) -> None:
     body = response.json()
     assert body["question"] == "How do I run database migrations?"
     assert isinstance(body["answer"], str)
-    assert body["attribution"] in ("model", "post-hoc", "none")
+    assert body["answer"] == "[1]"
+    assert body["attribution"] == "model"
+    assert body["citations"]
     for citation in body["citations"]:
         assert set(citation) == {"n", "source", "key", "chunk", "score"}
         assert 1 <= citation["n"] <= 4
@@ -298,7 +315,7 @@ def test_errors_from_below_are_one_line_400(
 
 def test_unloadable_model_is_503(params: Params) -> None:
     broken = params.model_copy(update={"embeddings": EmbeddingsConfig(model="/nonexistent/model")})
-    with TestClient(create_app(broken)) as client:  # startup survives the broken model
+    with TestClient(create_app(broken, keys=NO_KEYS)) as client:  # startup survives it
         assert client.get("/healthz").status_code == 200
         response = client.get("/search", params={"q": "x"})
         assert response.status_code == 503
@@ -339,7 +356,7 @@ def test_docs_without_assets_say_how_to_fetch_them(
     params: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(docs_assets, "ASSETS", tmp_path / "missing")
-    client = TestClient(create_app(params))
+    client = TestClient(create_app(params, keys=NO_KEYS))
     for page in ("/docs", "/redoc"):
         response = client.get(page)
         assert response.status_code == 200
@@ -378,7 +395,7 @@ OPERATIONS = [
 WITH_INPUT = {("GET", "/search"), ("POST", "/search"), ("POST", "/ask")}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def api_schema(app: FastAPI) -> Any:
     # a schema-valid request gets 2xx, or 400 when its text is blank after stripping
     checks = {"positive_data_acceptance": {"expected-statuses": ["2xx", "400"]}}
