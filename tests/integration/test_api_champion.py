@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,12 @@ ROWS = {
 START_TIMEOUT_S = 180.0  # a cold start imports torch, transformers and MLflow
 
 
+@dataclass(frozen=True)
+class Workspace:
+    params: Path
+    champion: str  # the registered version holding the alias
+
+
 def register_champion(params: Params, scratch: Path) -> str:
     """A LoRA adapter on the base, registered and given the `champion` alias, as the
     promote stage leaves it; returns its version."""
@@ -52,7 +59,7 @@ def register_champion(params: Params, scratch: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Path]:
+def workspace(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Workspace]:
     """A synced workspace with a champion, and default tracking (trace_answers: true)."""
     tmp = tmp_path_factory.mktemp("api-champion")
     db = create_database("sqlite", tmp)
@@ -80,8 +87,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterat
             sync.run()
         finally:
             sync.source.close()
-    register_champion(params, tmp / "adapter")
-    yield path
+    yield Workspace(path, register_champion(params, tmp / "adapter"))
     drop_database(db)
 
 
@@ -111,7 +117,7 @@ def wait_until_up(server: subprocess.Popen[bytes], url: str, log: Path) -> None:
     pytest.fail(f"ragtune api did not answer /healthz in {START_TIMEOUT_S}s:\n{log.read_text()}")
 
 
-def test_api_process_answers_with_its_champion(workspace: Path, tmp_path: Path) -> None:
+def test_api_process_answers_with_its_champion(workspace: Workspace, tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "api.log"
@@ -123,7 +129,7 @@ def test_api_process_answers_with_its_champion(workspace: Path, tmp_path: Path) 
                 "ragtune",
                 "api",
                 "--params",
-                str(workspace),
+                str(workspace.params),
                 "--port",
                 str(port),
             ],
@@ -139,7 +145,7 @@ def test_api_process_answers_with_its_champion(workspace: Path, tmp_path: Path) 
         assert response.status_code == 200, f"{response.text}\n{log.read_text()}"
         body = response.json()
         assert body["model"]["name"] == "ragtune-generator"  # the champion, not the base
-        assert body["model"]["version"] == "1"
+        assert body["model"]["version"] == workspace.champion
         assert body["answer"] == "[1]"
         assert body["citations"], body
         assert body["attribution"] == "model"
@@ -154,8 +160,9 @@ def test_api_process_answers_with_its_champion(workspace: Path, tmp_path: Path) 
             server.kill()
             server.wait()
     said = log.read_text()
+    assert server.returncode == 0, said  # stopped cleanly by Ctrl-C
     assert "no API keys" in said and "serving 127.0.0.1 only" in said, said
-    traces = _traces(load_params(workspace))
+    traces = _traces(load_params(workspace.params))
     assert len(traces) == 1, said  # trace_answers: the answer was traced
 
 
@@ -164,9 +171,18 @@ def _traces(params: Params) -> list[Any]:
     return list(tracker.client.search_traces(experiment_ids=[tracker.experiment_id]))
 
 
-def test_api_refuses_a_public_host_without_keys(workspace: Path) -> None:
+def test_api_refuses_a_public_host_without_keys(workspace: Workspace) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "ragtune", "api", "--params", str(workspace), "--host", "0.0.0.0"],
+        [
+            sys.executable,
+            "-m",
+            "ragtune",
+            "api",
+            "--params",
+            str(workspace.params),
+            "--host",
+            "0.0.0.0",
+        ],
         capture_output=True,
         text=True,
         env=cli_env(),
