@@ -64,7 +64,7 @@ def follow(
                     pass  # another process syncs this source right now
                 except DeletesHeldError as exc:  # new rows keep flowing; say it now and then
                     first_pass[one.name] = False
-                    if on_pass is not None and exc.counts is not None:
+                    if on_pass is not None and isinstance(exc.counts, RunCounts):
                         on_pass(one.name, exc.counts)
                     if time.monotonic() >= warned.get(one.name, 0.0):
                         log.warning("source %s: %s", one.name, exc)

@@ -229,10 +229,10 @@ class SourceSync:
         now = dt.datetime.now(dt.UTC)
         held: dict[str, list[str]] = {}
         present: list[Document] = []
-        for key, row in batch.duplicates:
-            if problems := row_problems(self.spec, row):
+        for key, duplicate in batch.duplicates:
+            if problems := row_problems(self.spec, duplicate):
                 held[key] = problems
-            elif (d := document_from_row(self.name, self.spec, row, now)) is not None:
+            elif (d := document_from_row(self.name, self.spec, duplicate, now)) is not None:
                 present.append(d)
         absent: list[str] = []
         for key in batch.keys:
