@@ -48,6 +48,7 @@ from ragtune.core.quality import batch_summary, change_rows
 from ragtune.core.sync_plan import SyncPlan, plan_sync, surplus_chunks
 from ragtune.errors import BusyError, ConfigError, DeletesHeldError, QualityGateError
 
+GATE_WAIT_S = 10.0  # the layout gate is held for a moment only; wait at least this long
 ProgressHook = Callable[[str, int, int | None], None]  # (source, docs done, total or None)
 
 
@@ -309,6 +310,11 @@ class SourceSync:
                     f"{report.describe_batch()} ({summary['deletes']} deletes, "
                     f"{summary['indexed_documents']} indexed documents, {summary['rows']} rows); "
                     "nothing was written"
+                    + (
+                        "; raise quality.batch_max_rows or lower sync.batch_size"
+                        if any(f.column == "rows" for f in refusals)
+                        else ""
+                    )
                 )
             if guard and not self.allow_mass_delete:
                 held_deletes, deletes = deletes, []
@@ -742,8 +748,8 @@ def source_layout(folder: Path, name: str, count: int, deadline: float) -> Itera
     own = own_path.open("a")
     try:
         while True:
-            try:
-                gate.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            try:  # the gate is held only for a check: wait for it even at lock_timeout_s 0
+                gate.acquire(timeout=max(GATE_WAIT_S, deadline - time.monotonic()))
             except Timeout:
                 other = None
             else:

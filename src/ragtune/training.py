@@ -176,11 +176,12 @@ def check_labelled_rows(params: Params, root: Path) -> LabelledCheck:
             gone = keys - present
             if not gone:
                 continue
-            info = tracker.version_info(version)
-            if info["tags"].get(DELETED_TAG) != "true":
+            tags = tracker.version_info(version)["tags"]
+            if tags.get(DELETED_TAG) != "true":
                 tracker.tag_version(version, DELETED_TAG, "true")
-                tracker.tag_version(version, "ragtune.deleted_rows", str(len(gone)))
                 flagged.append(version)
+            if tags.get("ragtune.deleted_rows") != str(len(gone)):  # more rows may go later
+                tracker.tag_version(version, "ragtune.deleted_rows", str(len(gone)))
     return LabelledCheck(len(rows), new_rows, flagged)
 
 
