@@ -20,7 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT
 
-PARTS = ("ingest", "freshness", "latency", "quality", "train", "answer", "orchestration")
+PARTS = (
+    "ingest",
+    "freshness",
+    "latency",
+    "quality",
+    "tracking",
+    "train",
+    "answer",
+    "orchestration",
+)
 
 
 def main() -> None:
@@ -61,6 +70,12 @@ def main() -> None:
 
         print("quality: gate overhead on a 1,000-row change batch ...", flush=True)
         results["quality"] = out = quality.run()
+        print(json.dumps(out, indent=2), flush=True)
+    if "tracking" in parts:
+        import tracking
+
+        print("tracking: MLflow store set-up, register, unreachable server ...", flush=True)
+        results["tracking"] = out = tracking.run()
         print(json.dumps(out, indent=2), flush=True)
     if "train" in parts:
         import train
