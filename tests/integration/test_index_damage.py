@@ -242,3 +242,72 @@ def test_a_full_disk_is_one_line_and_loses_nothing(
     assert code == 0, err
     assert_index_holds(sqlite_db, index_path)
     assert all(text.startswith("Edited step") for text in source_rows(sqlite_db).values())
+
+
+def test_an_index_created_anew_is_not_the_one_a_source_was_indexed_into(
+    sqlite_db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another source's rebuild (or anything else) may create the table again after the
+    folder was lost: it exists, but it does not hold what this source had in it."""
+    import datetime as dt
+
+    import numpy as np
+
+    from ragtune.adapters.index.base import ChunkRecord, IndexDamagedError
+    from ragtune.adapters.index.lance import LanceIndex
+    from ragtune.adapters.state import RunCounts, StateStore
+    from ragtune.config import load_params
+    from ragtune.index_health import verify
+
+    _, path = seed(sqlite_db, tmp_path / "ws")
+    params = load_params(Path(path))
+    state = StateStore(params.workspace.path)
+    now = dt.datetime.now(dt.UTC)
+
+    def index_with_one_chunk(source: str) -> str | None:
+        index = LanceIndex(params.index)
+        index.ensure(4)
+        index.upsert(
+            [
+                ChunkRecord(
+                    f"{source}-1",
+                    source,
+                    "1",
+                    0,
+                    "text",
+                    np.ones(4, np.float32),
+                    "h",
+                    now,
+                    now,
+                    None,
+                    {},
+                    [],
+                )
+            ]
+        )
+        found = index.identity()
+        index.close()
+        return found
+
+    first = index_with_one_chunk("docs")
+    assert first is not None
+    state.record_index("docs", first)
+    state.finish_run(state.start_run("docs", "sync"), "completed", RunCounts(written_chunks=1))
+    verify(params, LanceIndex(params.index), state, ["docs"])  # healthy: no error
+
+    shutil.rmtree(params.index.path)
+    second = index_with_one_chunk("other")
+    assert second is not None and second != first
+    with pytest.raises(IndexDamagedError, match="not the one source 'docs' was indexed into"):
+        verify(params, LanceIndex(params.index), state, ["docs"])
+    assert "not the one" in assert_refused(["status"], path, capsys)
+
+
+def test_rebuild_is_one_pass_over_whole_sources(
+    sqlite_db: Database, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, path = seed(sqlite_db, tmp_path / "ws")
+    for extra in (["--follow"], ["--partition", "0/2"]):
+        code, _, err = run_cli(["sync", "--full", "--rebuild", *extra, "--params", path], capsys)
+        assert code == 2 and "--rebuild is one pass over whole sources" in err, (extra, err)
+    assert not (tmp_path / "ws" / ".ragtune").exists()
