@@ -1,7 +1,10 @@
 """Freshness: seconds from a committed single-row update to search returning it.
 
 PostgreSQL with `ragtune sync --follow` (woken by NOTIFY), and SQLite with polling, each
-with the follower as a separate process, exactly as a user runs it.
+with the follower as a separate process, exactly as a user runs it. `postgresql_notify_only`
+sets the poll an hour apart, so NOTIFY alone explains each lag; then the server drops the
+follower's LISTEN connection and `after_dropped_listen` is the lag of the changes that
+follow (the first waits for the follower to listen again).
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +35,13 @@ PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 def run(trials: int = 30, poll_interval_s: float = 1.0) -> dict[str, Any]:
     rows = django_docs(150, seed=3)
     results: dict[str, Any] = {}
-    name = f"ragtune_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as c:
-            c.exec_driver_sql(f"CREATE DATABASE {name}")
+        with _pg_database() as url:
+            results["postgresql"] = _measure(url, rows, trials, poll_interval_s)
+        with _pg_database() as url:
+            results["postgresql_notify_only"] = _measure(url, rows, 10, 3600, after_drop=5)
     except sa.exc.OperationalError as exc:
         results["postgresql"] = {"error": str(exc).splitlines()[0]}
-    else:
-        try:
-            results["postgresql"] = _measure(f"{PG}/{name}", rows, trials, poll_interval_s)
-        finally:
-            with admin.connect() as c:
-                c.exec_driver_sql(
-                    f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
-                )
-                c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
     folder = Path(tempfile.mkdtemp(prefix="ragtune-bench-fresh-"))
     (folder / "docs.db").touch()
     results["sqlite"] = _measure(f"sqlite:///{folder / 'docs.db'}", rows, trials, poll_interval_s)
@@ -53,7 +49,27 @@ def run(trials: int = 30, poll_interval_s: float = 1.0) -> dict[str, Any]:
     return results
 
 
-def _measure(url: str, rows: list[Any], trials: int, poll_interval_s: float) -> dict[str, Any]:
+@contextmanager
+def _pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards."""
+    name = f"ragtune_bench_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(f"{PG}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        yield f"{PG}/{name}"
+    finally:
+        with admin.connect() as c:
+            c.exec_driver_sql(
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+            )
+            c.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        admin.dispose()
+
+
+def _measure(
+    url: str, rows: list[Any], trials: int, poll_interval_s: float, after_drop: int = 0
+) -> dict[str, Any]:
     engine = sa.create_engine(url)
     with engine.begin() as c:
         c.exec_driver_sql(
@@ -80,7 +96,8 @@ def _measure(url: str, rows: list[Any], trials: int, poll_interval_s: float) -> 
         cwd=ROOT,
     )
     index = LanceIndex(params.index)
-    lags = []
+    lags: list[float | None] = []
+    dropped: list[float | None] = []
     try:
         _update_and_wait(engine, index, rows[0].id, "warmup", 120)  # the follower has started
         for trial in range(trials):
@@ -93,14 +110,26 @@ def _measure(url: str, rows: list[Any], trials: int, poll_interval_s: float) -> 
             )
             lags.append(lag)
             time.sleep(0.2 + (trial % 5) * 0.13)  # spread commits across the poll cycle
+        if after_drop:
+            with engine.connect() as c:  # the server drops the follower's LISTEN link
+                c.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()"
+                )
+            for trial in range(after_drop):
+                token = f"relisten{trial}x{uuid.uuid4().hex[:6]}"
+                dropped.append(_update_and_wait(engine, index, rows[trial].id, token, 60))
     finally:
         follower.send_signal(signal.SIGINT)
         follower.wait(timeout=60)
         engine.dispose()
-    return {
+    measured: dict[str, Any] = {
         "lag_s": p50_p95([x for x in lags if x is not None]),
         "missed": sum(x is None for x in lags),
     }
+    if after_drop:
+        measured["after_dropped_listen_s"] = [None if x is None else round(x, 3) for x in dropped]
+    return measured
 
 
 def _update_and_wait(
