@@ -9,9 +9,10 @@ than inform a reader: overrides ("ignore previous instructions", in a few langua
 answer dictation ("reply only with", "repeat after me"), words to the assistant or about
 the user, fake chat turns and forged fences, and base64 that decodes to any of these.
 `guard_answer` then removes each sentence of an answer that quotes what *only* those
-spans say: a quoted payload, a code-like token, a URL, host or e-mail, or a run of four
-words. Text that also appears outside the spans (the honest part of any source) is never
-held against an answer. When nothing of the answer is left, the answer is `REFUSAL`.
+spans say: a quoted payload, a code-like token, a URL, host or e-mail, two content words
+in a row, or a run of four words. Text that also appears outside the spans (the honest
+part of any source) is never held against an answer. When nothing of the answer is left,
+the answer is `REFUSAL`.
 
 It is a pattern check, not an understanding: an instruction phrased in none of the ways
 below passes. bench/injection.py measures how often answers follow planted instructions
@@ -95,126 +96,27 @@ _URL = re.compile(r"\b(?:https?://|www\.)[^\s)\]'\"<>]+|[\w.+-]+@[\w-]+(?:\.[\w-
 _HOST = re.compile(r"\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z][a-z0-9-]{1,}\b", re.I)
 _WORD = re.compile(r"\w+(?:[-'’]\w+)*")
 _BASE64 = re.compile(r"(?<![\w+/])[A-Za-z0-9+/]{16,}={0,2}(?![\w+/=])")
-_SHOUTED = frozenset(
-    [
-        "IGNORE",
-        "PREVIOUS",
-        "INSTRUCTIONS",
-        "INSTRUCTION",
-        "IMPORTANT",
-        "SYSTEM",
-        "UPDATE",
-        "NOTE",
-        "WARNING",
-        "URGENT",
-        "ONLY",
-        "THIS",
-        "THAT",
-        "WITH",
-        "FROM",
-        "NOW",
-        "THE",
-        "AND",
-        "ALL",
-        "YOUR",
-        "NOTICE",
-        "ATTENTION",
-        "ANSWER",
-        "REPLY",
-        "NEVER",
-        "ALWAYS",
-        "MUST",
-    ]
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_SHOUTED = _words(  # shouting, not a payload
+    """IGNORE PREVIOUS INSTRUCTIONS INSTRUCTION IMPORTANT SYSTEM UPDATE NOTE WARNING URGENT
+    ONLY THIS THAT WITH FROM NOW THE AND ALL YOUR NOTICE ATTENTION ANSWER REPLY NEVER
+    ALWAYS MUST"""
 )
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "and",
-        "or",
-        "but",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "by",
-        "for",
-        "with",
-        "from",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "it",
-        "its",
-        "this",
-        "that",
-        "these",
-        "those",
-        "as",
-        "into",
-        "your",
-        "you",
-        "yours",
-        "their",
-        "they",
-        "them",
-        "he",
-        "she",
-        "we",
-        "our",
-        "us",
-        "i",
-        "me",
-        "my",
-        "not",
-        "no",
-        "do",
-        "does",
-        "did",
-        "so",
-        "if",
-        "then",
-        "than",
-        "there",
-        "here",
-        "what",
-        "which",
-        "who",
-        "when",
-        "where",
-        "how",
-        "all",
-        "any",
-        "each",
-        "every",
-        "only",
-        "just",
-        "also",
-        "can",
-        "could",
-        "will",
-        "would",
-        "should",
-        "must",
-        "may",
-        "might",
-        "answer",
-        "question",
-        "reply",
-        "respond",
-        "response",
-        "user",
-        "assistant",
-        "source",
-        "sources",
-        "say",
-        "tell",
-    ]
+_STOPWORDS = _words(  # function words, and the vocabulary of instructions themselves
+    """a an the and or but of to in on at by for with from is are was were be been it its
+    this that these those as into your you yours their they them he she we our us i me my
+    not no do does did so if then than there here what which who when where how all any
+    each every only just also can could will would should must may might answer question
+    reply respond response user users assistant source sources say tell ignore disregard
+    forget previous prior instructions instruction rules exactly verbatim word words single
+    following text always never nothing else mode now output print write repeat after
+    begin start end append include link system important note update decode base64
+    follow says"""
 )
 
 
@@ -286,10 +188,12 @@ def _payloads(spans: Iterable[str]) -> set[str]:
             if _code_like(word):
                 found.add(word.casefold())
         folded = [w.casefold() for w in words]
-        for i in range(len(folded) - 3):
-            gram = folded[i : i + 4]
-            if sum(w not in _STOPWORDS and len(w) > 2 for w in gram) >= 2:
-                found.add(" ".join(gram))
+        content = [w not in _STOPWORDS and len(w) > 2 for w in folded]
+        for i in range(len(folded) - 1):
+            if content[i] and content[i + 1]:  # two content words in a row
+                found.add(f"{folded[i]} {folded[i + 1]}")
+            if i + 3 < len(folded) and sum(content[i : i + 4]) >= 2:
+                found.add(" ".join(folded[i : i + 4]))
         if not folded:  # scripts without spaces: the span itself
             found.add(span.casefold())
     return {p for p in found if p}
