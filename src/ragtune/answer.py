@@ -184,6 +184,9 @@ class Answerer:
         self.tracer: Any = None  # AnswerTracer, opened on the first traced answer
 
     def retrieve(self, question: str, k: int | None, tenant: str | None) -> list[SearchHit]:
+        from ragtune.index_health import verify
+
+        verify(self.params, self.index, self.state, self.params.sources)  # damage: one error
         where = SearchFilter(tuple(self.params.sources), (), tenant)
         return search(self.index, self.embedder, question, self.params.search, where, k=k)
 

@@ -142,7 +142,10 @@ class Service:
 
     def search(self, request: SearchQuery, tenant: str | None) -> dict[str, Any]:
         """`tenant`: what the caller's key allows of the tenant the request names."""
+        from ragtune.index_health import verify
+
         parts = self.retrieval()
+        verify(self.params, parts.index, parts.state, self.params.sources)
         where = SearchFilter(tuple(self.params.sources), (), tenant)
         with self._models:
             hits = search(

@@ -311,3 +311,32 @@ def test_rebuild_is_one_pass_over_whole_sources(
         code, _, err = run_cli(["sync", "--full", "--rebuild", *extra, "--params", path], capsys)
         assert code == 2 and "--rebuild is one pass over whole sources" in err, (extra, err)
     assert not (tmp_path / "ws" / ".ragtune").exists()
+
+
+def test_answers_and_the_api_refuse_a_lost_index(
+    sqlite_db: Database, tmp_path: Path, embedder: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Retrieval for `ask` and the HTTP API checks the index as `search` does: a deleted
+    folder is an error naming the fix, not an answer without sources."""
+    from fastapi.testclient import TestClient
+
+    from ragtune.adapters.index.base import IndexDamagedError
+    from ragtune.answer import Answerer
+    from ragtune.api import create_app
+    from ragtune.config import load_params
+    from ragtune.workspace import open_index, open_state
+
+    table, path = seed(sqlite_db, tmp_path / "ws")
+    assert run_cli(["source", "install", "--params", path], capsys)[0] == 0
+    assert run_cli(["sync", "--params", path], capsys)[0] == 0
+    params = load_params(path)
+    delete_the_folder_and_edit_a_row(params.index.path, sqlite_db, table)
+
+    answerer = Answerer.over(params, open_index(params), embedder, open_state(params), None)  # type: ignore[arg-type]
+    with pytest.raises(IndexDamagedError, match="--rebuild"):
+        answerer.retrieve("Which step moves table 5?", k=3, tenant=None)
+    with TestClient(create_app(params, answerer)) as client:
+        response = client.get("/search", params={"q": "Which step moves table 5?"})
+    assert response.status_code == 503
+    detail = response.json()["detail"]
+    assert FIX in detail and "\n" not in detail
