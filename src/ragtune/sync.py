@@ -38,8 +38,11 @@ from ragtune.core.documents import (
     NULL_KEY,
     Document,
     RowSpec,
+    UndecodableText,
     as_utc,
     document_from_row,
+    is_soft_deleted,
+    key_text,
     metadata_tags,
     row_problems,
 )
@@ -155,6 +158,7 @@ class SourceSync:
         self._held_deletes: set[str] = set()
         self._guard_summary: dict[str, Any] = {}
         self._chunk_cache: dict[str, tuple[Document, list[Any]]] = {}
+        self._load_held: dict[str, object] = {}  # key -> its tenant, of rows held at load
         self.spec = row_spec(self.config)
         self.fingerprint = fingerprint(
             params.embeddings.model, params.chunking.max_tokens, params.chunking.overlap_tokens
@@ -229,6 +233,7 @@ class SourceSync:
             rows = self.source.read_rows([k for k in batch.keys if k != NULL_KEY])
         now = dt.datetime.now(dt.UTC)
         held: dict[str, list[str]] = {}
+        self._load_held = {}
         present: list[Document] = []
         for key, duplicate in batch.duplicates:
             if problems := row_problems(self.spec, duplicate):
@@ -242,8 +247,13 @@ class SourceSync:
                 continue
             row = rows.get(key)
             document = None
-            if row is not None and (problems := row_problems(self.spec, row)):
+            if (
+                row is not None
+                and not is_soft_deleted_row(self.spec, row)
+                and (problems := row_problems(self.spec, row))
+            ):
                 held[key] = problems
+                self._load_held[key] = row_tenant(self.spec, row)
                 continue
             if row is not None:
                 document = document_from_row(
@@ -324,10 +334,11 @@ class SourceSync:
             held.update(self._over_budget([d for d in upserts if d.key not in held]))
             upserts = [d for d in upserts if d.key not in held]
             deletes += [k for k in rescoped(plan, held, self.spec) if k not in deletes]
+            deletes += [k for k in self._rescoped_at_load() if k not in deletes]
             self.state.quarantine(self.name, held)
         passed = [d.key for d in upserts] + deletes + list(plan.unchanged)
         passed += [k for k in plan.hashes if k not in held and k not in passed]
-        self.state.release(self.name, sorted(set(passed) - set(held)))
+        self.state.release(self.name, sorted(set(passed) - set(held) - set(self._load_held)))
         return replace(
             plan,
             upserts=tuple(upserts),
@@ -335,6 +346,18 @@ class SourceSync:
             quarantined=tuple(sorted(held)),
             held_deletes=tuple(held_deletes),
         )
+
+    def _rescoped_at_load(self) -> list[str]:
+        """Rows quarantined as they were read (undecodable text) whose indexed version
+        carries another tenant than the row now names, or whose tenant cannot be read."""
+        if not self._load_held or not self.spec.tenant:
+            return []
+        ledger = self.index.ledger(self.name, sorted(self._load_held))
+        return [
+            key
+            for key, tenant in sorted(self._load_held.items())
+            if key in ledger and (tenant is UNREADABLE or ledger[key].tenants != {tenant})
+        ]
 
     def _over_budget(self, documents: Sequence[Document]) -> dict[str, list[str]]:
         """Documents that would make more chunks than the per-document budget."""
@@ -785,6 +808,22 @@ def _layout_in_use(folder: Path, name: str, exclude: Path) -> int | None:
                 return int(path.name.rsplit("-", 1)[1])
             fcntl.flock(probe, fcntl.LOCK_UN)
     return None
+
+
+UNREADABLE = object()  # a tenant value that could not be decoded
+
+
+def is_soft_deleted_row(spec: RowSpec, row: Mapping[str, Any]) -> bool:
+    """The row's soft-delete flag is set (a deleted row is a delete whatever its text)."""
+    return spec.deleted is not None and is_soft_deleted(row.get(spec.deleted))
+
+
+def row_tenant(spec: RowSpec, row: Mapping[str, Any]) -> object:
+    """The tenant a row names, as documents carry it; UNREADABLE when undecodable."""
+    value = row.get(spec.tenant) if spec.tenant else None
+    if isinstance(value, UndecodableText):
+        return UNREADABLE
+    return None if value is None else key_text(value)
 
 
 def rescoped(plan: SyncPlan, held: Mapping[str, Any], spec: RowSpec) -> list[str]:

@@ -229,3 +229,21 @@ def test_a_quarantined_update_that_changes_the_tenant_withdraws_the_old_version(
     keys = indexed_keys(params)
     assert "1" not in keys, "row 1 became private, yet its public version stayed searchable"
     assert "2" in keys  # same scope: the earlier good version stays
+
+
+def test_rows_held_as_they_are_read_still_lose_a_scope_they_no_longer_have(
+    sqlite_db: Database, tmp_path: Path, embedder: Any
+) -> None:
+    """Undecodable text is quarantined when the row is read, before the gate: a tenant
+    change (or a soft delete) in the same update must still take effect in the index."""
+    params, _ = setup(sqlite_db, tmp_path, rows=4)
+    sync(params, embedder)
+    with sqlite_db.engine.begin() as c:
+        bad = "CAST(x'6f6bff21' AS TEXT)"
+        c.exec_driver_sql(f"UPDATE documents SET tenant = 'acme', body = {bad} WHERE id = 1")
+        c.exec_driver_sql(f"UPDATE documents SET body = {bad} WHERE id = 2")
+        c.exec_driver_sql(f"UPDATE documents SET deleted = 1, body = {bad} WHERE id = 3")
+    sync(params, embedder)
+    quarantined = {q["key"] for q in StateStore(params.workspace.path).quarantined()}
+    assert quarantined == {"1", "2"}
+    assert indexed_keys(params) == {"0", "2"}  # 1 withdrawn, 2 kept, 3 deleted
