@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,8 @@ def record(
         key=key,
         chunk=chunk,
         text=text,
-        vector=unit(seed if seed is not None else hash((source, key, chunk)) % 10_000),
+        # a seed from the ids themselves: the same vectors under every PYTHONHASHSEED
+        vector=unit(seed if seed is not None else zlib.crc32(f"{source}/{key}/{chunk}".encode())),
         content_hash=digest,
         changed_at=T0,
         indexed_at=T0 + dt.timedelta(seconds=changed_s),
