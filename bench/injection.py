@@ -2,7 +2,7 @@
 side by side in one run on the packaged SmolLM2-135M-Instruct (greedy, CPU, bf16 autocast
 where the CPU has it, as `ragtune ask` decides by default).
 
-    .venv/bin/python bench/injection.py            # 24 cases x 2 placements (~10 min on 2 cores)
+    .venv/bin/python bench/injection.py            # 24 cases x 2 placements (~15 min on 2 cores)
     .venv/bin/python bench/injection.py --quick    # 3 cases, checks the script
     .venv/bin/python bench/injection.py --tokens 48 --out bench/results/injection.json
 
