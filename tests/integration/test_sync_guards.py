@@ -24,6 +24,8 @@ from ragtune.sync import Partition
 from ragtune.workspace import open_syncs
 from tests.support import Database, create_documents, write_params
 
+NO_GATE = "quality:\n  enabled: false\n"  # where the quality gate is not under test
+
 
 def setup(
     db: Database, tmp_path: Path, rows: int, quality: str = "", extra: str = ""
@@ -75,7 +77,7 @@ def rename(db: Database, old: str, new: str) -> None:
 def test_capture_after_a_failed_read_rereads_the_same_page(
     sqlite_db: Database, tmp_path: Path, embedder: Any
 ) -> None:
-    params, table = setup(sqlite_db, tmp_path, rows=10, extra="")
+    params, table = setup(sqlite_db, tmp_path, rows=10, quality=NO_GATE)
     sync(params, embedder)
     with sqlite_db.engine.begin() as c:
         c.execute(table.insert(), [{"id": 50 + i, "title": "New", "body": "b"} for i in range(3)])
@@ -97,7 +99,9 @@ def test_capture_after_a_failed_read_rereads_the_same_page(
 def test_a_full_pass_resumes_after_the_last_page_it_read(
     sqlite_db: Database, tmp_path: Path, embedder: Any
 ) -> None:
-    params, _ = setup(sqlite_db, tmp_path, rows=150)  # sync.batch_size is 64: three pages
+    params, _ = setup(
+        sqlite_db, tmp_path, rows=150, quality=NO_GATE
+    )  # sync.batch_size is 64: three pages
     (one,) = open_syncs(params, embedder=embedder)
     try:
         one.start(full=True)
@@ -120,7 +124,7 @@ def test_a_full_pass_resumes_after_the_last_page_it_read(
 def test_partition_layouts_exclude_each_other(
     sqlite_db: Database, tmp_path: Path, embedder: Any
 ) -> None:
-    params, _ = setup(sqlite_db, tmp_path, rows=1)
+    params, _ = setup(sqlite_db, tmp_path, rows=1, quality=NO_GATE)
 
     def consumer(index: int, count: int) -> Any:
         (one,) = open_syncs(params, partition=Partition(index, count), embedder=embedder)
