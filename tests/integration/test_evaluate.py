@@ -13,6 +13,7 @@ from ragtune.config import load_params
 from ragtune.evaluation import evaluate, save
 from ragtune.training import run_training
 from ragtune.workspace import open_syncs
+from tests.integration.api_support import citing_base
 from tests.training_support import DOCS_SOURCE, add_documents, insert_rows, make_project, qa_rows
 
 
@@ -72,15 +73,20 @@ def test_evaluate_measures_four_configurations_and_freshness(
     assert paths["chart"].read_bytes()[:4] == b"\x89PNG"
 
 
-def test_answers_cite_only_retrieved_chunks(tiny_base: Path, tmp_path: Path, embedder: Any) -> None:
-    params_path = make_project(tmp_path / "p", tiny_base, extra=DOCS_SOURCE)
+def test_answers_cite_only_retrieved_chunks(tmp_path: Path, embedder: Any) -> None:
+    base = citing_base(tmp_path / "base")  # answers every question with "[1]"
+    params_path = make_project(tmp_path / "p", base, extra=DOCS_SOURCE)
     add_documents(params_path.parent / "labels.db")
     sync(params_path, embedder)
     answerer = Answerer(load_params(params_path), "champion")
     answer = answerer.ask("Which colour is the badge of team 12?", k=3)
-    assert answer.model == {"name": f"base:{tiny_base}", "version": None}  # no champion yet
+    assert answer.model == {"name": f"base:{base}", "version": None}  # no champion yet
     assert answer.as_of is not None and len(answer.sources) == 3
+    assert answer.citations, answer.answer
     assert all(1 <= c["n"] <= 3 for c in answer.citations)
+    for citation in answer.citations:  # each names the chunk shown as its [n]
+        hit = answer.sources[citation["n"] - 1]
+        assert (citation["key"], citation["chunk"]) == (hit.key, hit.chunk)
     assert set(answer.to_json()["timings"]) == {"retrieve_ms", "generate_ms"}
 
     import mlflow
