@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from ragtune.adapters.embeddings import Embedder, cpu_has_bf16, resolve_model_path
+from ragtune.adapters.embeddings import Embedder, resolve_model_path
 from ragtune.config import EmbeddingsConfig
 from ragtune.errors import ConfigError
 
@@ -25,14 +26,15 @@ CORPUS = [
     "Sessions keep per-visitor data between requests.",
     "Authentication checks usernames and passwords.",
 ]
-QUERIES = [
-    "how do I apply schema changes",
-    "validate submitted data",
-    "render a web page",
-    "speed up my site",
-    "log in a user",
-    "write raw SQL through the ORM",
-]
+# each query with the CORPUS sentence a reader picks as its answer
+QUERIES = {
+    "how do I run database migrations": 0,
+    "validate submitted data": 5,
+    "render a web page": 2,
+    "speed up my site": 7,
+    "log in a user": 11,
+    "write raw SQL through the ORM": 8,
+}
 
 
 def test_model_comes_from_the_installed_package() -> None:
@@ -53,15 +55,23 @@ def test_vectors_are_unit_length(embedder: Any) -> None:
 def test_bf16_keeps_retrieval_quality() -> None:
     fp32 = Embedder(EmbeddingsConfig(precision="fp32"))
     bf16 = Embedder(EmbeddingsConfig(precision="bf16"))
-    assert not fp32.uses_bf16 and bf16.uses_bf16
     docs32, docs16 = fp32.encode(CORPUS), bf16.encode(CORPUS)
+    assert not np.array_equal(docs32, docs16)  # bf16 really computed something else
     cosine = np.sum(docs32 * docs16, axis=1)
     assert cosine.min() > 0.99, cosine
-    q32, q16 = fp32.encode(QUERIES), bf16.encode(QUERIES)
-    for a, b in zip(q32 @ docs32.T, q16 @ docs16.T, strict=True):
-        assert set(np.argsort(-a)[:3]) == set(np.argsort(-b)[:3])
-        assert np.argmax(a) == np.argmax(b)
+    q32, q16 = fp32.encode(list(QUERIES)), bf16.encode(list(QUERIES))
+    answers = list(QUERIES.values())
+    # both precisions find each query's answer first (the expectation is the reader's)
+    assert list(np.argmax(q16 @ docs16.T, axis=1)) == answers
+    assert list(np.argmax(q32 @ docs32.T, axis=1)) == answers
 
 
 def test_auto_precision_follows_the_cpu() -> None:
-    assert Embedder(EmbeddingsConfig()).uses_bf16 == cpu_has_bf16()
+    """bf16 exactly when the CPU lists a native bf16 instruction set among its flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    flags = {f for line in lines if line.startswith("flags") for f in line.split(":", 1)[1].split()}
+    native = bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert Embedder(EmbeddingsConfig(precision="auto")).uses_bf16 == native
