@@ -3,10 +3,15 @@
 `assert_index_matches` is the convergence check: for every present row the index holds
 exactly chunks 0..n-1, each carrying that row's current content hash, n being what the
 chunker makes of it today; and it holds nothing else.
+
+`assert_index_holds_rows` checks the same against the source rows themselves, without the
+row -> document -> chunk code the sync uses: the key set, and per key the text its chunks
+reassemble to, its tenant, its metadata, and every chunk within the model's token window.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections import defaultdict
@@ -196,13 +201,102 @@ def assert_index_matches(db: Database, params: Any, embedder: Any) -> int:
                 document.title,
                 document.body,
                 embedder.tokenizer,
-                params.chunking.max_tokens,
+                min(params.chunking.max_tokens, embedder.max_tokens),  # as the sync caps it
                 params.chunking.overlap_tokens,
+                document.format,
             )
         )
         assert numbers == list(range(want)), f"key {key}: chunks {numbers}, expected 0..{want - 1}"
         digest = document.content_hash(fp)
         stale = [n for n, h in chunks if h != digest]
         assert not stale, f"key {key}: stale chunks {stale}"
+        total += len(chunks)
+    return total
+
+
+def index_chunks(params: Any) -> dict[str, list[dict[str, Any]]]:
+    """key -> the index's stored chunks of source `docs`, read with lancedb itself."""
+    import lancedb
+
+    db = lancedb.connect(str(params.index.path))
+    if params.index.table not in db.list_tables().tables:
+        return {}
+    rows = (
+        db.open_table(params.index.table)
+        .to_arrow()
+        .select(["source", "key", "chunk", "text", "tenant", "metadata"])
+        .to_pylist()
+    )
+    held: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        if row["source"] == "docs":
+            held[row["key"]].append(row)
+    return {key: sorted(chunks, key=lambda c: c["chunk"]) for key, chunks in held.items()}
+
+
+def _reassemble(contents: list[str]) -> str:
+    """Chunk texts back into one text: consecutive chunks repeat up to `overlap_tokens` of
+    whole paragraphs, so drop the longest run of leading paragraphs that ends the text so
+    far (never a whole chunk: a repeated chunk stays visible)."""
+    paragraphs: list[str] = []
+    for content in contents:
+        parts = content.split("\n\n")
+        overlap = next(
+            (
+                k
+                for k in range(min(len(parts) - 1, len(paragraphs)), 0, -1)
+                if paragraphs[-k:] == parts[:k]
+            ),
+            0,
+        )
+        paragraphs += parts[overlap:]
+    return "\n\n".join(paragraphs)
+
+
+def assert_index_holds_rows(db: Database, params: Any, embedder: Any) -> int:
+    """The index holds exactly the source's present rows, checked against the rows alone.
+
+    For the documents table with `format: text` and bodies of blank-line-separated
+    paragraphs, each shorter than a chunk (the test's workload makes such bodies; longer
+    paragraphs split into sentences that this reassembly does not undo): a present row is one not soft-deleted with some title or body text; its
+    chunks are numbered 0..n-1, each headed by the title, and their paragraphs, overlap
+    removed, are its body; each carries the row's tenant and metadata and fits in
+    min(chunking.max_tokens, the model's max_seq_length) tokens. Returns the chunk count.
+    """
+    config = params.sources["docs"]
+    assert (config.key, tuple(config.text), config.format) == ("id", ("title", "body"), "text")
+    assert config.deleted and config.tenant
+    table = sa.Table(config.table, sa.MetaData(), autoload_with=db.engine)
+    with db.engine.connect() as connection:
+        present = {
+            str(row["id"]): dict(row)
+            for row in connection.execute(sa.select(table)).mappings()
+            if not row[config.deleted]
+            and ((row["title"] or "").strip() or (row["body"] or "").strip())
+        }
+    held = index_chunks(params)
+    missing, extra = sorted(set(present) - set(held)), sorted(set(held) - set(present))
+    assert not missing, f"missing from index: {missing[:10]} ({len(missing)})"
+    assert not extra, f"in index but not in source: {extra[:10]} ({len(extra)})"
+    tokenizer = embedder.model.tokenizer
+    window = min(params.chunking.max_tokens, int(embedder.model.max_seq_length))
+    total = 0
+    for key, row in present.items():
+        chunks = held[key]
+        assert [c["chunk"] for c in chunks] == list(range(len(chunks))), f"key {key}: numbering"
+        title, body = (row["title"] or "").strip(), (row["body"] or "").strip()
+        texts = [c["text"] for c in chunks]
+        if title and not body:
+            assert texts == [title], f"key {key}: {texts!r} for a title-only row"
+        else:
+            head = f"{title}\n\n" if title else ""
+            assert all(t.startswith(head) for t in texts), f"key {key}: a chunk lacks its title"
+            assert _reassemble([t[len(head) :] for t in texts]) == body, f"key {key}: stale text"
+        expected_meta = {name: row[name] for name in config.metadata}
+        for chunk in chunks:
+            assert chunk["tenant"] == row[config.tenant], f"key {key}: tenant {chunk['tenant']!r}"
+            assert json.loads(chunk["metadata"]) == expected_meta, f"key {key}: metadata"
+        sizes = [len(ids) for ids in tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        assert max(sizes) <= window, f"key {key}: a chunk of {max(sizes)} tokens > {window}"
         total += len(chunks)
     return total

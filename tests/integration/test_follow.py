@@ -35,14 +35,14 @@ def installed(db: Database, tmp_path: Path, extra: str = "") -> tuple[Any, Path,
     return params, path, table
 
 
-def wait_for_key(params: Any, key: str, timeout_s: float) -> float | None:
+def wait_for_key(params: Any, key: str, timeout_s: float) -> bool:
     index = LanceIndex(params.index)
-    start = time.perf_counter()
-    while time.perf_counter() - start < timeout_s:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
         if index.table is not None and index.ledger("docs", [key]):
-            return time.perf_counter() - start
+            return True
         time.sleep(0.01)
-    return None
+    return False
 
 
 def wait_for_first_pass(params: Any, timeout_s: float) -> bool:
@@ -55,11 +55,14 @@ def wait_for_first_pass(params: Any, timeout_s: float) -> bool:
     return False
 
 
-def test_postgres_notify_wakes_the_follower_at_once(
+def test_postgres_notify_wakes_the_follower(
     postgres_db: Database, tmp_path: Path, embedder: Any
 ) -> None:
-    # a poll interval of 60 s: only a NOTIFY can explain a change indexed within seconds
-    params, _, table = installed(postgres_db, tmp_path, extra="  poll_interval_s: 60\n")
+    """With the next poll an hour away, only a NOTIFY can explain a change being indexed.
+
+    (How soon: bench/freshness.py measures NOTIFY's commit-to-searchable lag, and after a
+    dropped LISTEN link, `postgresql_notify_only`.)"""
+    params, _, table = installed(postgres_db, tmp_path, extra="  poll_interval_s: 3600\n")
     with postgres_db.engine.begin() as c:
         c.execute(table.insert().values(id=1, title="first", body="before following"))
     syncs = open_syncs(params, embedder=embedder)
@@ -69,32 +72,28 @@ def test_postgres_notify_wakes_the_follower_at_once(
     )
     follower.start()
     try:
-        assert wait_for_key(params, "1", 30) is not None
-        lags = []
-        for key in range(2, 7):
+        assert wait_for_key(params, "1", 120), "the first pass did not index row 1"
+        for key in range(2, 5):
             with postgres_db.engine.begin() as c:
                 c.execute(table.insert().values(id=key, title=f"row {key}", body="arrives live"))
-            lag = wait_for_key(params, str(key), 10)
-            assert lag is not None, f"row {key} not indexed within 10 s despite NOTIFY"
-            lags.append(lag)
+            assert wait_for_key(params, str(key), 120), f"row {key} not indexed: no NOTIFY"
         # the server drops the LISTEN connection: the follower must listen again by itself
         with postgres_db.engine.connect() as c:
-            c.exec_driver_sql(
+            dropped = c.exec_driver_sql(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()"
-            )
-        time.sleep(0.5)
+            ).all()
+        assert dropped == [(True,)]  # exactly the follower's LISTEN connection
         with postgres_db.engine.begin() as c:
             c.execute(table.insert().values(id=99, title="after", body="the connection dropped"))
-        assert wait_for_key(params, "99", 20) is not None, "not re-listening after a dropped link"
+        assert wait_for_key(params, "99", 120), "not re-listening after a dropped link"
         with postgres_db.engine.begin() as c:
             c.execute(table.insert().values(id=100, title="later", body="notified again"))
-        relisten_lag = wait_for_key(params, "100", 10)
-        assert relisten_lag is not None and relisten_lag < 5
+        assert wait_for_key(params, "100", 120), "no NOTIFY after listening again"
     finally:
         stop.set()
         follower.join(timeout=30)
-    assert max(lags) < 5, lags
+    assert not follower.is_alive()
 
 
 def test_ctrl_c_stops_cleanly_without_losing_a_change(
