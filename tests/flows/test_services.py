@@ -4,8 +4,8 @@ in headless Chromium (Debian's package, installed by `make test`).
 One `up` serves the module: the Prefect server, the MLflow server and the deployments,
 for a small training project on a tiny model. The browser test starts a custom retrain
 from the Prefect UI and finds its run and model version in the MLflow UI; screenshots
-are kept under test-artifacts/browser/. The last test stops everything and checks that
-no process and no port is left behind.
+are kept under test-artifacts/browser/. One test stops everything and checks that no
+process and no port is left behind; a test that runs after it starts the services again.
 """
 
 from __future__ import annotations
@@ -79,6 +79,15 @@ def project(tiny_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         ragtune("down", params=params)
 
 
+@pytest.fixture
+def running(project: Path) -> Path:
+    """The module's services, up: started again when an earlier test stopped them."""
+    if not (project.parent / ".ragtune" / "services.json").exists():
+        started = ragtune("up", params=project)
+        assert started.returncode == 0, started.stdout + started.stderr
+    return project
+
+
 def recorded(params: Path) -> list[dict[str, Any]]:
     state = params.parent / ".ragtune" / "services.json"
     return list(json.loads(state.read_text())["services"])
@@ -90,8 +99,8 @@ def ui(params: Path) -> dict[str, str]:
     return dict(json.loads(status.stdout)["ui"])
 
 
-def test_up_serves_both_uis_and_the_deployments(project: Path) -> None:
-    links = ui(project)
+def test_up_serves_both_uis_and_the_deployments(running: Path) -> None:
+    links = ui(running)
     assert get_json(f"{links['prefect']}/api/health") is True
     with urllib.request.urlopen(f"{links['mlflow']}/health", timeout=10) as response:
         assert response.read() == b"OK"
@@ -99,19 +108,19 @@ def test_up_serves_both_uis_and_the_deployments(project: Path) -> None:
         d["name"] for d in post_json(f"{links['prefect']}/api/deployments/filter", {"limit": 50})
     }
     assert names == {"refresh-index", "retrain", "retrain-trigger", "evaluate"}
-    services = recorded(project)
+    services = recorded(running)
     assert [s["name"] for s in services] == ["prefect", "mlflow", "deployments"]
     assert all(psutil.pid_exists(s["pid"]) for s in services)
     for service in services:
         assert Path(service["log"]).is_file()
 
 
-def test_a_second_up_reports_what_runs_and_starts_nothing(project: Path) -> None:
-    before = recorded(project)
-    again = ragtune("up", params=project)
+def test_a_second_up_reports_what_runs_and_starts_nothing(running: Path) -> None:
+    before = recorded(running)
+    again = ragtune("up", params=running)
     assert again.returncode == 0, again.stderr
     assert "already running" in again.stdout
-    assert recorded(project) == before
+    assert recorded(running) == before
 
 
 def test_a_busy_port_is_a_clear_error(tmp_path: Path, tiny_base: Path) -> None:
@@ -159,12 +168,12 @@ def test_without_a_training_section_only_refresh_index_is_served(tmp_path: Path)
     assert deployments(load_params(params)) == ("refresh_index/refresh-index",)
 
 
-def test_retrain_from_the_prefect_ui_shows_up_in_the_mlflow_ui(project: Path) -> None:
+def test_retrain_from_the_prefect_ui_shows_up_in_the_mlflow_ui(running: Path) -> None:
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is not installed; `make test` installs it")
     from playwright.sync_api import expect, sync_playwright
 
-    links = ui(project)
+    links = ui(running)
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -256,10 +265,10 @@ def check_mlflow(page: Any, mlflow: str, run_link: str, expect: Any) -> None:
     page.screenshot(path=str(SHOTS / "5-mlflow-model.png"), full_page=True)
 
 
-def test_the_served_trigger_starts_a_run_of_the_retrain_deployment(project: Path) -> None:
+def test_the_served_trigger_starts_a_run_of_the_retrain_deployment(running: Path) -> None:
     """So that on a cluster a triggered retrain lands on the retrain deployment's pool."""
-    api = ui(project)["prefect"] + "/api"
-    insert_rows(project.parent / "labels.db", qa_rows(1000, 60))  # > retrain.min_new_rows
+    api = ui(running)["prefect"] + "/api"
+    insert_rows(running.parent / "labels.db", qa_rows(1000, 60))  # > retrain.min_new_rows
     trigger = get_json(f"{api}/deployments/name/retrain_trigger/retrain-trigger")
     run = post_json(f"{api}/deployments/{trigger['id']}/create_flow_run", {})
     deadline = time.monotonic() + 120
@@ -280,13 +289,13 @@ def test_the_served_trigger_starts_a_run_of_the_retrain_deployment(project: Path
     )
 
 
-def test_down_stops_every_process_and_frees_every_port(project: Path) -> None:
-    services = recorded(project)
+def test_down_stops_every_process_and_frees_every_port(running: Path) -> None:
+    services = recorded(running)
     family = []
     for service in services:
         process = psutil.Process(service["pid"])
         family += [process, *process.children(recursive=True)]
-    stopped = ragtune("down", params=project)
+    stopped = ragtune("down", params=running)
     assert stopped.returncode == 0, stopped.stderr
     assert not [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     for service in services:
@@ -299,8 +308,8 @@ def test_down_stops_every_process_and_frees_every_port(project: Path) -> None:
         c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN
     }
     assert not listening & {s["port"] for s in services}
-    assert not (project.parent / ".ragtune" / "services.json").exists()
-    status = ragtune("status", "--json", params=project)
+    assert not (running.parent / ".ragtune" / "services.json").exists()
+    status = ragtune("status", "--json", params=running)
     assert json.loads(status.stdout)["ui"] is None
-    again = ragtune("down", params=project)
+    again = ragtune("down", params=running)
     assert again.returncode == 0 and "nothing to stop" in again.stdout
