@@ -132,13 +132,12 @@ def test_partition_layouts_exclude_each_other(
 
     whole, part2, part3 = consumer(0, 1), consumer(2, 16), consumer(3, 16)
     try:
-        with whole.lock():
-            with pytest.raises(BusyError, match="as 1 partitions"), part2.lock():
-                pass
+        with whole.lock(), pytest.raises(BusyError, match="as 1 partitions"), part2.lock():
+            pass
         with part2.lock():
-            with part3.lock():  # the same layout, another partition: both run
-                with pytest.raises(BusyError, match="as 16 partitions"), whole.lock():
-                    pass
+            # the same layout, another partition: both run; another layout is refused
+            with part3.lock(), pytest.raises(BusyError, match="as 16 partitions"), whole.lock():
+                pass
             with pytest.raises(BusyError, match=r"partition 2/16"), consumer(2, 16).lock():
                 pass
         with whole.lock():  # all released
