@@ -300,3 +300,21 @@ def assert_index_holds_rows(db: Database, params: Any, embedder: Any) -> int:
         assert max(sizes) <= window, f"key {key}: a chunk of {max(sizes)} tokens > {window}"
         total += len(chunks)
     return total
+
+
+def run_sync(params: Any, embedder: Any, **kwargs: Any) -> Any:
+    """One `SourceSync.run` pass of the params' only source, with the shared model."""
+    from ragtune.workspace import open_syncs
+
+    (one,) = open_syncs(params, embedder=embedder)
+    try:
+        return one.run(**kwargs)
+    finally:
+        one.source.close()
+
+
+def indexed_keys(params: Any, source: str = "docs") -> set[str]:
+    """The keys the workspace's LanceDB index holds for a source."""
+    from ragtune.adapters.index.lance import LanceIndex
+
+    return LanceIndex(params.index).keys(source)

@@ -16,9 +16,14 @@ from ragtune.adapters.sources import SqlSource
 from ragtune.adapters.state import StateStore
 from ragtune.config import load_params
 from ragtune.errors import QualityGateError
-from ragtune.workspace import open_syncs
 from tests.integration.test_cli import run_cli
-from tests.support import Database, assert_index_matches, create_documents, write_params
+from tests.support import (
+    Database,
+    assert_index_matches,
+    create_documents,
+    run_sync,
+    write_params,
+)
 
 GOOD = {
     100 + i: (f"Good document {i}", f"An ordinary paragraph about topic {i}. It reads fine.")
@@ -36,14 +41,6 @@ BAD_TEXT = {  # key -> (title, body, expected reason fragment)
     4: ("NUL byte", "abc\x00def", "control characters"),
     5: ("Bell and escape", "ring \x07 and \x1b[0m", "control characters"),
 }
-
-
-def run_sync(params: Any, embedder: Any, **kwargs: Any) -> Any:
-    (one,) = open_syncs(params, embedder=embedder)
-    try:
-        return one.run(**kwargs)
-    finally:
-        one.source.close()
 
 
 def setup(db: Database, tmp_path: Path, quality: str = "") -> tuple[Any, Path, sa.Table]:

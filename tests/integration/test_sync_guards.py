@@ -22,7 +22,8 @@ from ragtune.config import load_params
 from ragtune.errors import BusyError, QualityGateError
 from ragtune.sync import Partition
 from ragtune.workspace import open_syncs
-from tests.support import Database, create_documents, write_params
+from tests.support import Database, create_documents, indexed_keys, write_params
+from tests.support import run_sync as sync
 
 NO_GATE = "quality:\n  enabled: false\n"  # where the quality gate is not under test
 
@@ -44,18 +45,6 @@ def setup(
     Changelog(source, params.workspace.path).install()
     source.close()
     return params, table
-
-
-def sync(params: Any, embedder: Any, **kwargs: Any) -> Any:
-    (one,) = open_syncs(params, embedder=embedder)
-    try:
-        return one.run(**kwargs)
-    finally:
-        one.source.close()
-
-
-def indexed_keys(params: Any) -> set[str]:
-    return LanceIndex(params.index).keys("docs")
 
 
 def pending(params: Any) -> int:

@@ -26,7 +26,6 @@ import pytest
 import sqlalchemy as sa
 
 from ragtune.adapters.changelog import Changelog
-from ragtune.adapters.index.lance import LanceIndex
 from ragtune.adapters.sources import SqlSource
 from ragtune.adapters.state import StateStore
 from ragtune.config import load_params
@@ -40,7 +39,9 @@ from tests.support import (
     assert_index_matches,
     create_documents,
     index_chunks,
+    indexed_keys,
 )
+from tests.support import run_sync as sync
 
 NO_GATE = "quality:\n  enabled: false\n"
 BASE = dt.datetime(2024, 5, 1, 12, 0, 0)  # updated_at of the seeded rows (naive UTC)
@@ -129,18 +130,6 @@ def pending(params: Any) -> int:
 def consumer(params: Any, embedder: Any, partition: Partition = Partition()) -> SourceSync:
     (one,) = open_syncs(params, partition=partition, embedder=embedder)
     return one
-
-
-def sync(params: Any, embedder: Any, **kwargs: Any) -> Any:
-    one = consumer(params, embedder)
-    try:
-        return one.run(**kwargs)
-    finally:
-        one.source.close()
-
-
-def indexed_keys(params: Any) -> set[str]:
-    return LanceIndex(params.index).keys("docs")
 
 
 def source_keys(db: Database) -> set[str]:
