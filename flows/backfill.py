@@ -20,7 +20,8 @@ tasks, except that the embedder is a `MappedEmbedder`: the chunks to embed are c
 batches (`ragtune.backfill`), each embedded by an `embed_batch` task on a Dask worker that
 loads the model once, and the vectors are gathered in order and written by the normal
 write and advance steps. The index ends identical to a single-process
-`ragtune sync --full`, vectors included, bit for bit. Each batch is logged as it
+`ragtune sync --full` run with one torch thread (as each worker runs), vectors included,
+bit for bit. Each batch is logged as it
 completes, and a progress artifact per source follows the keys synced.
 
 Parallelism is within one sync batch (`sync.batch_size` rows, chunked, then fanned out in
