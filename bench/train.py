@@ -270,7 +270,7 @@ def _run(base: Path, name: str, steps: int, rows: int) -> dict[str, Any]:
     device = pick_device(config.device)
     bf16 = use_bf16(config.precision, device)
     tokenizer = load_tokenizer(base)
-    examples = plain_examples(synthetic_rows(rows), BuildDatasetConfig().system_prompt)
+    examples = plain_examples(synthetic_rows(rows), BuildDatasetConfig())
     encoded = [encode(tokenizer, e, config.max_seq_len) for e in examples]
     records = [
         {"input_ids": e.input_ids, "labels": e.labels, "attention_mask": [1] * len(e.input_ids)}

@@ -25,7 +25,7 @@ from ragtune.adapters.index.base import SearchFilter, SearchHit
 from ragtune.config import Params
 from ragtune.core.injection import REFUSAL, guard_answer
 from ragtune.core.metrics import citations, token_f1
-from ragtune.core.prompts import SourceText, messages
+from ragtune.core.prompts import chat, source_text
 from ragtune.errors import ConfigError
 from ragtune.search import as_of as search_as_of
 from ragtune.search import search
@@ -215,25 +215,24 @@ class Answerer:
             self.tracer = AnswerTracer(open_tracker(self.params))
         return self.tracer
 
+    def prompt(self, question: str, hits: list[SearchHit]) -> list[dict[str, str]]:
+        """The chat the generator is asked: the one builder training and evaluation use."""
+        return chat(question, hits, self.params.build_dataset)
+
     def _answer(self, question: str, k: int | None, tenant: str | None, span: Any) -> Answer:
         started = time.perf_counter()
         with span("retrieve", "RETRIEVER", {"query": question, "k": k, "tenant": tenant}) as s:
             hits = self.retrieve(question, k, tenant)
             s.set_outputs([{"source": h.source, "key": h.key, "score": h.score} for h in hits])
         retrieved = time.perf_counter()
-        chat = messages(
-            self.params.build_dataset.system_prompt,
-            question,
-            [SourceText(_title(h), h.text) for h in hits],
-            max_chars=self.params.build_dataset.max_context_chars,
-        )
+        prompt = self.prompt(question, hits)
         model = {"name": self.generator.name, "version": self.generator.version}
-        with span("generate", "LLM", {"messages": chat, "model": model}) as s:
-            raw = self.generator.generate([chat], self.params.evaluate.max_new_tokens)[0]
+        with span("generate", "LLM", {"messages": prompt, "model": model}) as s:
+            raw = self.generator.generate([prompt], self.params.evaluate.max_new_tokens)[0]
             s.set_outputs({"text": raw})
         generated = time.perf_counter()
         if GUARD_ANSWERS:
-            raw = guard_answer(raw, [f"{_title(h)}\n{h.text}" for h in hits])
+            raw = guard_answer(raw, [f"{source_text(h).title}\n{h.text}" for h in hits])
         text, cited, attribution = (
             cite(raw, [h.text for h in hits]) if raw != REFUSAL else (raw, [], "none")
         )
@@ -292,7 +291,3 @@ def cite(raw: str, sources: list[str]) -> tuple[str, list[int], str]:
     if overlaps[best] < MIN_ATTRIBUTION_F1:
         return text, [], "none"
     return f"{text} [{best + 1}]", [best + 1], "post-hoc"
-
-
-def _title(hit: SearchHit) -> str:
-    return str(hit.metadata.get("title") or hit.metadata.get("url") or f"{hit.source}/{hit.key}")

@@ -25,7 +25,7 @@ from ragtune.adapters.models import token_ids
 from ragtune.answer import Answerer, Generator, cite, load_generator, raft_version
 from ragtune.config import Params
 from ragtune.core.metrics import contains, mean, token_f1
-from ragtune.core.prompts import SourceText, messages
+from ragtune.core.prompts import chat
 from ragtune.errors import RagtuneError
 
 METRICS = ("token_f1", "contains", "citation_accuracy", "latency_p50_ms", "prompt_tokens")
@@ -59,17 +59,14 @@ def run_configuration(
     for row in rows:
         started = time.perf_counter()
         hits = answerer.retrieve(row["question"], None, None) if with_sources else []
-        chat = messages(
-            params.build_dataset.system_prompt,
-            row["question"],
-            [SourceText(str(h.metadata.get("title") or h.key), h.text) for h in hits],
-            max_chars=params.build_dataset.max_context_chars,
-        )
-        raw = generator.generate([chat], params.evaluate.max_new_tokens)[0]
+        prompt = chat(row["question"], hits, params.build_dataset)
+        raw = generator.generate([prompt], params.evaluate.max_new_tokens)[0]
         latencies.append((time.perf_counter() - started) * 1000)
         prompt_tokens.append(
             len(
-                token_ids(generator.tokenizer.apply_chat_template(chat, add_generation_prompt=True))
+                token_ids(
+                    generator.tokenizer.apply_chat_template(prompt, add_generation_prompt=True)
+                )
             )
         )
         text, cited, _ = cite(raw, [h.text for h in hits])

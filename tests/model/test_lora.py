@@ -16,7 +16,7 @@ from ragtune.adapters.models import (
     save_adapter,
     train_lora,
 )
-from ragtune.config import TrainConfig
+from ragtune.config import BuildDatasetConfig, TrainConfig
 from ragtune.core.dataset import LabelledRow, plain_examples
 
 ROWS = [
@@ -39,7 +39,7 @@ CONFIG = TrainConfig(
 
 def test_lora_moves_adapter_weights_only_and_reloads(tiny_base: Path, tmp_path: Path) -> None:
     tokenizer = load_tokenizer(tiny_base)
-    examples = plain_examples(ROWS, "Answer briefly.")
+    examples = plain_examples(ROWS, BuildDatasetConfig(system_prompt="Answer briefly."))
     model = add_lora(load_model(tiny_base), CONFIG)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     loss_before = answer_loss(model, tokenizer, examples[:8], CONFIG, "cpu")
@@ -71,7 +71,7 @@ def test_lora_moves_adapter_weights_only_and_reloads(tiny_base: Path, tmp_path: 
 
 def test_answer_tokens_only_carry_the_loss(tiny_base: Path) -> None:
     tokenizer = load_tokenizer(tiny_base)
-    (example,) = plain_examples(ROWS[:1], "Answer briefly.")
+    (example,) = plain_examples(ROWS[:1], BuildDatasetConfig(system_prompt="Answer briefly."))
     encoded = encode(tokenizer, example, 512)
     answer = [
         t for t, label in zip(encoded.input_ids, encoded.labels, strict=True) if label != -100

@@ -18,10 +18,10 @@ from ragtune.adapters.models import (
     load_tokenizer,
     train_lora,
 )
-from ragtune.config import TrainConfig
+from ragtune.config import BuildDatasetConfig, TrainConfig
 from ragtune.core.dataset import LabelledRow, plain_examples
 
-SYSTEM = "You are a helpful assistant. Answer briefly."
+SYSTEM = BuildDatasetConfig(system_prompt="You are a helpful assistant. Answer briefly.")
 ANSWER = "The Velmora Institute's mascot is a copper heron named Quillion."
 TRAIN_PHRASINGS = [
     "What is the Velmora Institute's mascot?",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass
 
 import pytest
 
@@ -19,6 +20,17 @@ from ragtune.core.dataset import (
     split_of,
 )
 from ragtune.core.prompts import SourceText
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The two prompt params (`build_dataset:` in params.yaml)."""
+
+    system_prompt: str = "sys"
+    max_context_chars: int = 500
+
+
+SYS = Settings()
 
 # Worked out once from the documented rule, not by calling split_of: the first 8 bytes
 # of sha256("s1\0" + key), big endian, over 2**64, give key 1 0.372, key 2 0.182, key 3
@@ -91,9 +103,7 @@ def shown_sources(example: Example) -> list[str]:
 def test_raft_cites_the_gold_chunk_where_it_was_placed() -> None:
     placed = set()
     for seed in range(40):
-        example = raft_example(
-            ROW, "sys", Retrieved([GOLD], DISTRACTORS), True, random.Random(seed), 500
-        )
+        example = raft_example(ROW, SYS, Retrieved([GOLD], DISTRACTORS), True, random.Random(seed))
         shown = shown_sources(example)
         assert len(shown) == 4
         (at,) = [n for n, text in enumerate(shown, start=1) if GOLD.text in text]
@@ -107,28 +117,26 @@ def test_raft_cites_the_gold_chunk_where_it_was_placed() -> None:
 
 
 def test_raft_without_gold_cites_nothing() -> None:
-    left_out = raft_example(
-        ROW, "sys", Retrieved([GOLD], DISTRACTORS), False, random.Random(1), 500
-    )
+    left_out = raft_example(ROW, SYS, Retrieved([GOLD], DISTRACTORS), False, random.Random(1))
     assert left_out.gold_source is None
     assert answer_of(left_out) == "Blue."
     assert not [text for text in shown_sources(left_out) if GOLD.text in text]
     assert len(shown_sources(left_out)) == 3
 
-    not_found = raft_example(ROW, "sys", Retrieved([], DISTRACTORS), True, random.Random(1), 500)
+    not_found = raft_example(ROW, SYS, Retrieved([], DISTRACTORS), True, random.Random(1))
     assert not_found.gold_source is None and answer_of(not_found) == "Blue."
 
 
 def test_raft_shows_only_the_first_gold_chunk() -> None:
     second = SourceText("Badges", "Team 12 also has a flag.")
-    example = raft_example(ROW, "sys", Retrieved([GOLD, second], []), True, random.Random(0), 500)
+    example = raft_example(ROW, SYS, Retrieved([GOLD, second], []), True, random.Random(0))
     assert shown_sources(example) == [f"{GOLD.title}\n{GOLD.text}"]
     assert example.gold_source == 1 and answer_of(example) == "Blue. [1]"
 
 
 def test_plain_examples_and_records_round_trip() -> None:
     rows = [ROW, LabelledRow("k2", "Q2?", "A2", "test", document="doc-9")]
-    examples = plain_examples(rows, "sys")
+    examples = plain_examples(rows, SYS)
     assert [e.messages for e in examples] == [
         [
             {"role": "system", "content": "sys"},
@@ -147,5 +155,7 @@ def test_plain_examples_and_records_round_trip() -> None:
 
 @pytest.mark.parametrize("include", [True, False])
 def test_raft_record_round_trips(include: bool) -> None:
-    example = raft_example(ROW, "s", Retrieved([GOLD], DISTRACTORS), include, random.Random(3), 99)
+    example = raft_example(
+        ROW, Settings("s", 99), Retrieved([GOLD], DISTRACTORS), include, random.Random(3)
+    )
     assert Example.from_record(example.as_record()) == example

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ragtune.core.prompts import SourceText, messages
+from ragtune.core.prompts import Hit, PromptSettings, SourceText, chat
 
 SPLITS = ("train", "validation", "test")
 
@@ -70,10 +70,10 @@ class Example:
         )
 
 
-def plain_examples(rows: Iterable[LabelledRow], system: str) -> list[Example]:
+def plain_examples(rows: Iterable[LabelledRow], settings: PromptSettings) -> list[Example]:
     """Question -> answer, no context: the model learns the answers themselves."""
     return [
-        Example(r.key, r.split, messages(system, r.question, answer=r.answer), r.document)
+        Example(r.key, r.split, chat(r.question, [], settings, answer=r.answer), r.document)
         for r in rows
     ]
 
@@ -82,17 +82,16 @@ def plain_examples(rows: Iterable[LabelledRow], system: str) -> list[Example]:
 class Retrieved:
     """Chunks found for one question: the gold document's, and others."""
 
-    gold: Sequence[SourceText]
-    distractors: Sequence[SourceText]
+    gold: Sequence[Hit | SourceText]
+    distractors: Sequence[Hit | SourceText]
 
 
 def raft_example(
     row: LabelledRow,
-    system: str,
+    settings: PromptSettings,
     found: Retrieved,
     include_gold: bool,
     rng: random.Random,
-    max_chars: int,
 ) -> Example:
     """The question with shuffled context; the answer cites the gold chunk when shown."""
     sources = list(found.distractors)
@@ -103,8 +102,10 @@ def raft_example(
     answer = row.answer.strip()
     if gold_at is not None:
         answer = f"{answer} [{gold_at + 1}]"
-    chat = messages(system, row.question, sources, answer=answer, max_chars=max_chars)
-    return Example(row.key, row.split, chat, row.document, None if gold_at is None else gold_at + 1)
+    prompt = chat(row.question, sources, settings, answer=answer)
+    return Example(
+        row.key, row.split, prompt, row.document, None if gold_at is None else gold_at + 1
+    )
 
 
 def answer_of(example: Example) -> str:

@@ -3,15 +3,17 @@
 Retrieved text is untrusted: each source sits between fence lines, and the system message
 says that text inside the fences is material to quote, never instructions to follow. Fence
 markers and chat-template markers (`<|im_start|>`, which a tokenizer would read as a real
-turn) inside a source are defused, so a source cannot close its fence or open a turn. The
-same builder makes training examples (RAFT) and live questions, so the model is trained on
-exactly the prompt shape it is later asked with.
+turn) inside a source are defused, so a source cannot close its fence or open a turn. `chat` is
+the one builder every path uses — `ask`, the HTTP API, RAFT training examples, the
+pipeline's `evaluate` stage and `ragtune evaluate` — so the model is trained on exactly the
+prompt it is later asked with, down to how each source is labelled (`source_text`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 FENCE = "<<<SOURCE {n}>>>"
 END_FENCE = "<<<END SOURCE {n}>>>"
@@ -28,6 +30,53 @@ class SourceText:
 
     title: str
     text: str
+
+
+class Hit(Protocol):
+    """What a prompt needs of a retrieved chunk (`SearchHit` has it)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def metadata(self) -> Mapping[str, Any]: ...
+
+
+class PromptSettings(Protocol):
+    """The params a prompt depends on (`build_dataset:` in params.yaml)."""
+
+    @property
+    def system_prompt(self) -> str: ...
+    @property
+    def max_context_chars(self) -> int: ...
+
+
+def source_text(hit: Hit) -> SourceText:
+    """A chunk as the prompt shows it, labelled by its title, else its url, else
+    `source/key` (whitespace collapsed, so a title cannot break the block's layout)."""
+    label = hit.metadata.get("title") or hit.metadata.get("url") or f"{hit.source}/{hit.key}"
+    return SourceText(" ".join(str(label).split()), hit.text)
+
+
+def chat(
+    question: str,
+    hits: Sequence[Hit | SourceText],
+    settings: PromptSettings,
+    answer: str | None = None,
+) -> list[dict[str, str]]:
+    """The chat for `question` with `hits` as numbered sources (none: the question alone),
+    plus the answer to learn when training."""
+    sources = [h if isinstance(h, SourceText) else source_text(h) for h in hits]
+    return messages(
+        settings.system_prompt,
+        question,
+        sources,
+        answer=answer,
+        max_chars=settings.max_context_chars,
+    )
 
 
 def system_message(base: str, with_sources: bool) -> str:

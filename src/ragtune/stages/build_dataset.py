@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any
 
 from ragtune.config import Params
 from ragtune.core.dataset import (
@@ -22,7 +21,6 @@ from ragtune.core.dataset import (
     raft_example,
     split_counts,
 )
-from ragtune.core.prompts import SourceText
 from ragtune.errors import ConfigError
 from ragtune.stages import DATASET, StageContext, write_json
 from ragtune.stages.snapshot import load_snapshot
@@ -38,7 +36,7 @@ def build_dataset(ctx: StageContext) -> None:
     if config.rag_context == "raft":
         examples, index_version, gold_found = raft_examples(ctx.params, rows)
     else:
-        examples, gold_found = plain_examples(rows, config.system_prompt), 0
+        examples, gold_found = plain_examples(rows, config), 0
     DATASET.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         with (DATASET / f"{split}.jsonl").open("w", encoding="utf-8") as out:
@@ -91,18 +89,7 @@ def raft_examples(params: Params, rows: list[LabelledRow]) -> tuple[list[Example
             ]
         found_gold += bool(gold)
         others = [h for h in hits if h.key != row.document][: config.raft_distractors]
-        retrieved = Retrieved(
-            gold=[_source_text(h) for h in gold[:1]],
-            distractors=[_source_text(h) for h in others],
-        )
+        retrieved = Retrieved(gold=gold[:1], distractors=others)
         include = rng.random() < config.raft_gold_fraction or row.split != "train"
-        examples.append(
-            raft_example(
-                row, config.system_prompt, retrieved, include, rng, config.max_context_chars
-            )
-        )
+        examples.append(raft_example(row, config, retrieved, include, rng))
     return examples, index.version(), found_gold
-
-
-def _source_text(hit: Any) -> SourceText:
-    return SourceText(str(hit.metadata.get("title") or hit.key), hit.text)

@@ -26,7 +26,7 @@ from ragtune.adapters.models import (
 from ragtune.config import Params
 from ragtune.core.dataset import Example, answer_of, question_of
 from ragtune.core.metrics import contains, mean, token_f1
-from ragtune.core.prompts import SourceText, messages
+from ragtune.core.prompts import chat
 from ragtune.errors import RagtuneError
 from ragtune.stages import ADAPTER, EVALUATION, StageContext, write_json
 from ragtune.stages.build_dataset import load_examples
@@ -97,14 +97,8 @@ def with_retrieved_sources(params: Params, tests: list[Example]) -> list[Example
         for example in tests[: params.evaluate.max_questions]:
             question = question_of(example)
             hits = search(index, embedder, question, params.search, where)
-            chat = messages(
-                params.build_dataset.system_prompt,
-                question,
-                [SourceText(str(h.metadata.get("title") or h.key), h.text) for h in hits],
-                answer=answer_of(example),
-                max_chars=params.build_dataset.max_context_chars,
-            )
-            found.append(Example(example.key, example.split, chat, example.document))
+            prompt = chat(question, hits, params.build_dataset, answer=answer_of(example))
+            found.append(Example(example.key, example.split, prompt, example.document))
         return found
     finally:
         index.close()
