@@ -432,6 +432,9 @@ class DemoConfig(Section):
     replay_count: int = Field(5, ge=0)
     qa_table: str = Field("qa_pairs", description="labelled pairs made from the docs")
     qa_max_pairs: int = Field(400, ge=0, description="FAQ pairs, then a spread of headings")
+    qa_max_answer_chars: int = Field(
+        600, ge=1, description="labelled answers cut at a sentence within this length"
+    )
     train: bool = Field(True, description="run the fine-tuning pipeline after the index")
     queries: list[str] = [
         "How do I add a custom field to a model form?",

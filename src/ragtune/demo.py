@@ -7,8 +7,10 @@
    searched for until it shows up, and its commit-to-searchable lag is printed.
 4. Print a few searches with their sources, and the freshness figures.
 5. Make labelled question/answer pairs from the docs (the FAQ, and section headings with
-   their first paragraphs) in a `qa_pairs` table, and run the fine-tuning pipeline on
-   them (`ragtune train`): the first model that beats the base becomes the champion.
+   the first sentences under them), each with its category, plus questions the docs cannot
+   answer (labelled with an abstention), in a `qa_pairs` table, and run the fine-tuning
+   pipeline on them (`ragtune train`): the first model that beats the base becomes the
+   champion.
 6. Let a few new facts arrive (documents and questions newer than the training snapshot).
 7. Answer questions with the champion, citing fresh sources (`ragtune ask`).
 8. Evaluate base / RAG / fine-tuned / both, with the new facts as freshness probes.
@@ -23,6 +25,8 @@ import sqlite3
 import tarfile
 import threading
 import time
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -36,6 +40,7 @@ from ragtune.config import Params
 from ragtune.core.corpus import DocRow, doc_row, version_key
 from ragtune.core.freshness import lag_summary
 from ragtune.core.qa_pairs import QAPair, qa_pairs
+from ragtune.core.unanswerable import unanswerable_pairs
 from ragtune.errors import ConfigError, RagtuneError
 from ragtune.follow import follow
 from ragtune.search import as_of as search_as_of
@@ -61,6 +66,7 @@ CREATE TABLE {table} (
     answer TEXT NOT NULL,
     document TEXT,
     kind TEXT,
+    category TEXT,
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'))
 )
 """
@@ -113,14 +119,17 @@ def create_database(path: Path, rows: list[DocRow]) -> None:
         db.executemany(INSERT, [r.as_row() for r in rows])
 
 
-def demo_pairs(rows: list[DocRow], max_pairs: int) -> list[QAPair]:
-    """Every FAQ pair, then heading pairs spread over the whole corpus (by hash order)."""
-    pairs = qa_pairs(rows)
+def demo_pairs(
+    rows: list[DocRow], max_pairs: int, max_answer_chars: int = 600, later: Sequence[DocRow] = ()
+) -> list[QAPair]:
+    """Every FAQ pair, then heading pairs spread over the whole corpus (by hash order), up
+    to `max_pairs`; then the questions that neither `rows` nor the `later` documents answer."""
+    pairs = qa_pairs(rows, max_answer_chars)
     faq = [p for p in pairs if p.kind == "faq"]
     spread = sorted(
         (p for p in pairs if p.kind != "faq"), key=lambda p: hashlib.sha256(p.id.encode()).digest()
     )
-    return (faq + spread)[:max_pairs]
+    return (faq + spread)[:max_pairs] + unanswerable_pairs([*rows, *later])
 
 
 def create_qa_table(path: Path, table: str, pairs: list[QAPair]) -> None:
@@ -128,8 +137,8 @@ def create_qa_table(path: Path, table: str, pairs: list[QAPair]) -> None:
         db.execute(f"DROP TABLE IF EXISTS {table}")  # table: a validated demo setting
         db.execute(QA_DDL.format(table=table))
         db.executemany(
-            f"INSERT INTO {table} (id, question, answer, document, kind) "
-            "VALUES (:id, :question, :answer, :document, :kind)",
+            f"INSERT INTO {table} (id, question, answer, document, kind, category) "
+            "VALUES (:id, :question, :answer, :document, :kind, :category)",
             [p.as_row() for p in pairs],
         )
 
@@ -203,14 +212,21 @@ def _train(
     rows: list[DocRow],
     fresh: bool,
 ) -> None:
+    from ragtune.demo_answers import fresh_documents
     from ragtune.training import run_training
 
-    pairs = demo_pairs(rows, params.demo.qa_max_pairs)
+    pairs = demo_pairs(
+        rows, params.demo.qa_max_pairs, params.demo.qa_max_answer_chars, fresh_documents()
+    )
     create_qa_table(database, params.demo.qa_table, pairs)
-    faq = sum(p.kind == "faq" for p in pairs)
+    kinds = Counter(p.kind for p in pairs)
+    categories = ", ".join(
+        f"{n} {c}" for c, n in sorted(Counter(p.category for p in pairs).items())
+    )
     console.print(
-        f"\n5. made {len(pairs)} labelled question/answer pairs ({faq} from the FAQ, "
-        f"{len(pairs) - faq} from section headings) in table {params.demo.qa_table}; "
+        f"\n5. made {len(pairs)} labelled question/answer pairs ({kinds['faq']} from the FAQ, "
+        f"{kinds['heading']} from section headings, {kinds['unanswerable']} that the docs "
+        f"cannot answer; {categories}) in table {params.demo.qa_table}; "
         "fine-tuning (ragtune train: DVC pipeline, LoRA, MLflow)"
     )
     started = time.perf_counter()

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from ragtune.answer import Answerer
 from ragtune.config import Params
+from ragtune.core.corpus import DocRow
 from ragtune.evaluation import evaluate, save, tables
 from ragtune.workspace import open_syncs
 
@@ -46,21 +47,27 @@ FRESH_FACTS = [
 ]
 
 
+def fresh_documents() -> list[DocRow]:
+    """The documents that arrive after the training snapshot, as corpus rows."""
+    return [
+        DocRow(key, title, body, f"https://example.org/{key}/", "bulletins")
+        for key, title, body, _, _ in FRESH_FACTS
+    ]
+
+
 def add_fresh_facts(params: Params, database: Path, console: Console) -> None:
     """New documents and labelled questions about them, synced into the index."""
     source = params.demo.source
     with sqlite3.connect(database) as db:
         db.executemany(
             "INSERT OR REPLACE INTO documents (id, title, body, url, section) "
-            "VALUES (?, ?, ?, ?, 'bulletins')",
-            [
-                (key, title, body, f"https://example.org/{key}/")
-                for key, title, body, _, _ in FRESH_FACTS
-            ],
+            "VALUES (:id, :title, :body, :url, :section)",
+            [row.as_row() for row in fresh_documents()],
         )
         db.executemany(
-            f"INSERT OR REPLACE INTO {params.demo.qa_table} (id, question, answer, document, kind) "
-            "VALUES (?, ?, ?, ?, 'fresh')",
+            f"INSERT OR REPLACE INTO {params.demo.qa_table} "
+            "(id, question, answer, document, kind, category) "
+            "VALUES (?, ?, ?, ?, 'fresh', 'fresh')",
             [(f"{key}#q", q, a, key) for key, _, _, q, a in FRESH_FACTS],
         )
     for one in open_syncs(params, source):

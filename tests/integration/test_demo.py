@@ -1,18 +1,27 @@
-"""`ragtune demo` end to end on a small docs sdist built here (no download)."""
+"""`ragtune demo` end to end on a small docs sdist built here (no download); the demo's
+labelled pairs on Django's real docs (when the sdist is there) with the demo's params."""
 
 from __future__ import annotations
 
 import io
+import sqlite3
 import tarfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from ragtune.adapters.index.lance import LanceIndex
 from ragtune.config import load_params
 from ragtune.core.corpus import doc_row, split_title, version_key
-from ragtune.demo import run_demo, split_replay
+from ragtune.core.dataset import split_of
+from ragtune.core.unanswerable import ABSTENTION
+from ragtune.demo import create_qa_table, demo_pairs, find_sdist, read_docs, run_demo, split_replay
+from ragtune.demo_answers import FRESH_FACTS, fresh_documents
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def rst(title: str, body: str) -> str:
@@ -79,3 +88,44 @@ def test_demo_loads_syncs_replays_and_searches(tmp_path: Path, embedder: Any) ->
     assert len(index.keys("docs")) == 9
     run_demo(params, console)  # a second run starts fresh and succeeds again
     assert len(LanceIndex(params.index).keys("docs")) == 9
+
+
+def test_demo_pairs_table_holds_categories_and_abstentions(tmp_path: Path) -> None:
+    make_sdist(tmp_path / "sdist")
+    rows = read_docs(find_sdist(tmp_path / "sdist"))
+    pairs = demo_pairs(rows, 100, 200, fresh_documents())
+    database = tmp_path / "docs.db"
+    create_qa_table(database, "qa_pairs", pairs)
+    with sqlite3.connect(database) as db:
+        stored = db.execute("SELECT category, answer, document FROM qa_pairs").fetchall()
+    assert len(stored) == len(pairs)
+    categories = Counter(category for category, _, _ in stored)
+    assert categories["unanswerable"] >= 36, categories
+    assert set(categories) <= {"faq", "how-to", "reference", "topic", "unanswerable"}
+    assert all(
+        (answer, document) == (ABSTENTION, None)
+        for category, answer, document in stored
+        if category == "unanswerable"
+    )
+    # no unanswerable question asks what a later fresh fact tells
+    fresh_questions = {question for _, _, _, question, _ in FRESH_FACTS}
+    assert not fresh_questions & {p.question for p in pairs}
+
+
+def test_demo_params_give_a_test_split_of_at_least_100_questions() -> None:
+    sdists = sorted((ROOT / "data/demo/sdist").glob("[Dd]jango-*.tar.gz"))
+    if not sdists:
+        pytest.skip("no Django sdist under data/demo/sdist (fetched by the demo)")
+    params = load_params(ROOT / "params.yaml")
+    demo, split = params.demo, params.snapshot
+    pairs = demo_pairs(
+        read_docs(sdists[-1]), demo.qa_max_pairs, demo.qa_max_answer_chars, fresh_documents()
+    )
+    where = {
+        p.id: split_of(p.id, split.split_salt, split.validation_fraction, split.test_fraction)
+        for p in pairs
+    }
+    assert Counter(where.values())["test"] >= 100
+    abstaining = Counter(where[p.id] for p in pairs if p.category == "unanswerable")
+    assert abstaining["train"] >= 20 and abstaining["test"] >= 5, abstaining
+    assert all(len(p.answer) <= demo.qa_max_answer_chars for p in pairs)

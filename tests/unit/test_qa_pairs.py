@@ -1,4 +1,5 @@
-"""Question/answer pairs from inline reStructuredText docs, and from Django's real docs."""
+"""Question/answer pairs from inline reStructuredText docs, and from Django's real docs;
+questions the docs cannot answer, kept only while no document names what they ask about."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from ragtune.core.corpus import DocRow
 from ragtune.core.qa_pairs import QAPair, qa_pairs
+from ragtune.core.unanswerable import ABSTENTION, QUESTIONS, unanswerable_pairs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -158,6 +160,36 @@ def test_heading_pairs_use_templates_and_skip_code_links_and_short_paragraphs() 
     assert all(p.document == "topics/db/models" for p in pairs.values())
 
 
+def test_each_pair_has_the_category_of_its_question() -> None:
+    categories = {p.question: p.category for p in qa_pairs(docs())}
+    assert categories == {
+        "How can I see the raw SQL queries Django is running?": "faq",
+        "Can I use Django with a preexisting database?": "faq",
+        "What does the Django documentation on models say about field options?": "topic",
+        "How do I use a legacy database in Django?": "how-to",
+        "What is null in the Django documentation on models?": "reference",
+    }
+    heading_question = DocRow("topics/x", "X", "Why not?\n========\n\n" + "Prose. " * 20, "", "t")
+    assert [p.category for p in qa_pairs([heading_question])] == ["faq"]
+
+
+def test_unanswerable_questions_abstain_and_drop_what_a_document_names() -> None:
+    pairs = unanswerable_pairs(docs())
+    assert len(pairs) == len(QUESTIONS) >= 36
+    assert {(p.answer, p.category, p.kind, p.document) for p in pairs} == {
+        (ABSTENTION, "unanswerable", "unanswerable", None)
+    }
+    assert len({p.id for p in pairs}) == len({p.question for p in pairs}) == len(pairs)
+    assert unanswerable_pairs(docs()) == pairs  # ids depend on the question alone
+    # a corpus that names a command (in any case) answers its question: it is dropped
+    naming = DocRow("ref/commands", "Commands", "The ``WarmCache`` command fills caches.", "", "r")
+    kept = {p.question for p in unanswerable_pairs([*docs(), naming])}
+    assert "What does the warmcache management command do?" not in kept
+    assert len(kept) == len(pairs) - 1
+    titled = DocRow("ref/x", "Using the GeoHashField", "", "", "r")
+    assert len(unanswerable_pairs([titled])) == len(pairs) - 1
+
+
 def test_same_input_same_output_and_rows() -> None:
     first, second = qa_pairs(docs()), qa_pairs(docs())
     assert first == second
@@ -167,6 +199,7 @@ def test_same_input_same_output_and_rows() -> None:
         "answer": first[0].answer,
         "document": "faq/models",
         "kind": "faq",
+        "category": "faq",
     }
 
 
@@ -235,3 +268,26 @@ def test_real_django_docs() -> None:
         assert len(pair.answer) <= 600
         for markup in (":doc:`", ":ref:`", ":setting:`", ":class:`", "``"):
             assert markup not in pair.answer and markup not in pair.question, pair
+
+
+def test_real_django_docs_hold_no_term_of_the_unanswerable_questions() -> None:
+    sdists = sorted((ROOT / "data/demo/sdist").glob("[Dd]jango-*.tar.gz"))
+    if not sdists:
+        pytest.skip("no Django sdist under data/demo/sdist (fetched by the demo)")
+    import tarfile
+
+    from ragtune.demo import read_docs
+
+    pairs = unanswerable_pairs(read_docs(sdists[-1]))
+    assert len(pairs) >= 36
+    # oracle: every file under docs/ of the archive, raw, whatever its suffix
+    with tarfile.open(sdists[-1]) as archive:
+        raw = "\n".join(
+            archive.extractfile(m).read().decode("utf-8", "replace").casefold()  # type: ignore[union-attr]
+            for m in archive.getmembers()
+            if m.isfile() and m.name.split("/")[1:2] == ["docs"]
+        )
+    asked = {p.question for p in pairs}
+    for item in QUESTIONS:
+        if item.question in asked:
+            assert not any(term.casefold() in raw for term in item.absent), item

@@ -8,6 +8,10 @@ Two kinds of pair:
   paragraph is real prose becomes a question built from a few fixed templates, answered
   by that paragraph.
 
+Each pair has a `category`, the kind of question it is: `faq` (a question the docs ask
+themselves), `how-to` ("How do I …?"), `reference` ("What is X in …?", about a setting, a
+class or another name) and `topic` ("What does … say about …?").
+
 Questions and answers are plain text: inline markup (``literals``, :role:`text <target>`,
 links, emphasis) is resolved to what a reader sees, and code blocks, tables, tables of
 contents and labels are left out. Answers are cut at a paragraph or sentence boundary.
@@ -196,16 +200,18 @@ class QAPair:
     id: str
     question: str
     answer: str
-    document: str
+    document: str | None
     kind: str
+    category: str
 
-    def as_row(self) -> dict[str, str]:
+    def as_row(self) -> dict[str, str | None]:
         return {
             "id": self.id,
             "question": self.question,
             "answer": self.answer,
             "document": self.document,
             "kind": self.kind,
+            "category": self.category,
         }
 
 
@@ -243,7 +249,7 @@ def qa_pairs(
     pairs: list[QAPair] = []
     seen_questions: set[str] = set()
     seen_ids: set[str] = set()
-    for question, text, document, kind, anchor in faq + headings:
+    for question, text, document, kind, anchor, category in faq + headings:
         answer = _bound(text, max_answer_chars)
         if question.casefold() in seen_questions or not answer:
             continue
@@ -254,11 +260,12 @@ def qa_pairs(
             n += 1
             pair_id = f"{base}-{n}"
         seen_ids.add(pair_id)
-        pairs.append(QAPair(pair_id, question, answer, document, kind))
+        pairs.append(QAPair(pair_id, question, answer, document, kind, category))
     return pairs if max_pairs is None else pairs[: max(max_pairs, 0)]
 
 
-_Candidate = tuple[str, str, str, str, str]  # question, answer, document, kind, anchor
+_Candidate = tuple[str, str, str, str, str, str]  # question, answer, document, kind, anchor,
+# category
 
 
 def _faq(row: DocRow, refs: _Refs) -> list[_Candidate]:
@@ -270,7 +277,7 @@ def _faq(row: DocRow, refs: _Refs) -> list[_Candidate]:
         if not question.endswith("?") or not WORD.search(question):
             continue
         answer = _answer(_blocks(section.text), refs, row.id)
-        out.append((question, answer, row.id, "faq", question))
+        out.append((question, answer, row.id, "faq", question, "faq"))
     return out
 
 
@@ -286,27 +293,29 @@ def _headings(row: DocRow, refs: _Refs) -> list[_Candidate]:
             continue
         answer = _first_prose(_blocks(section.text), heading, refs, row.id)
         if answer:
-            out.append((_question(raw, heading, title), answer, row.id, "heading", heading))
+            question, category = _question(raw, heading, title)
+            out.append((question, answer, row.id, "heading", heading, category))
     return out
 
 
 # Questions
 
 
-def _question(raw: str, heading: str, title: str) -> str:
-    """A natural question about `heading`, a section of the document `title`."""
+def _question(raw: str, heading: str, title: str) -> tuple[str, str]:
+    """A natural question about `heading`, a section of the document `title`, and its
+    category."""
     if heading.endswith("?"):
-        return heading
+        return heading, "faq"
     first, _, rest = heading.partition(" ")
     if first.casefold() == "how" and rest.casefold().startswith("to "):
-        return _how_do_i(rest[3:])
+        return _how_do_i(rest[3:]), "how-to"
     verb = GERUNDS.get(first.casefold()) or (first.casefold() if first in IMPERATIVES else None)
     if verb and rest and not LIST_OF_TASKS.search(rest) and not NOUN_USE.match(rest):
-        return _how_do_i(f"{verb} {rest}")
+        return _how_do_i(f"{verb} {rest}"), "how-to"
     on = f"the Django documentation on {_lower_first(title)}"
     if " " not in heading and re.fullmatch(r"``[^`]+``|:[\w:-]+:`[^`]+`", raw.strip()):
-        return f"What is {heading} in {on}?"
-    return f"What does {on} say about {_lower_first(heading)}?"
+        return f"What is {heading} in {on}?", "reference"
+    return f"What does {on} say about {_lower_first(heading)}?", "topic"
 
 
 def _how_do_i(task: str) -> str:
