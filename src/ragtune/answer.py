@@ -33,6 +33,7 @@ from ragtune.search import search
 if TYPE_CHECKING:
     from ragtune.adapters.embeddings import Embedder
     from ragtune.adapters.index.base import VectorIndex
+    from ragtune.adapters.models import Generation
     from ragtune.adapters.state import StateStore
 
 MIN_ATTRIBUTION_F1 = 0.1
@@ -74,12 +75,35 @@ class Generator:
     tokenizer: Any
     device: str
     bf16: bool
+    batch_size: int = 8  # questions generated together by `generate`
+    adapter: Path | None = None  # the LoRA adapter merged into the base weights, if any
 
-    def generate(self, chats: list[list[dict[str, str]]], max_new_tokens: int) -> list[str]:
-        from ragtune.adapters.models import generate
+    def generate(
+        self,
+        chats: list[list[dict[str, str]]],
+        max_new_tokens: int,
+        batch_size: int | None = None,
+    ) -> list[str]:
+        """Greedy answers in the order asked, generated in length-sorted batches."""
+        return self.generate_timed(chats, max_new_tokens, batch_size).texts
 
-        return generate(
-            self.model, self.tokenizer, chats, max_new_tokens, 8, self.device, self.bf16
+    def generate_timed(
+        self,
+        chats: list[list[dict[str, str]]],
+        max_new_tokens: int,
+        batch_size: int | None = None,
+    ) -> Generation:
+        """As `generate`, with prompt and generated token counts and prefill/decode times."""
+        from ragtune.adapters.models import generate_timed
+
+        return generate_timed(
+            self.model,
+            self.tokenizer,
+            chats,
+            max_new_tokens,
+            batch_size or self.batch_size,
+            self.device,
+            self.bf16,
         )
 
 
@@ -87,7 +111,8 @@ def load_generator(
     params: Params, which: str = "champion", version: str | None = None
 ) -> Generator:
     """The champion's adapter on the base model; the base alone when asked or when none.
-    `version` loads that registered version instead of the champion."""
+    `version` loads that registered version instead of the champion. With bf16 chosen
+    (`train.precision`), the weights are held in bf16 after merging the adapter in float32."""
     from ragtune.adapters.models import load_model, load_tokenizer, pick_device, use_bf16
     from ragtune.stages import open_registry
     from ragtune.stages.train import base_folder
@@ -96,6 +121,7 @@ def load_generator(
         raise ConfigError(f"--model {which!r}: choose champion or base")
     base = base_folder(params)
     device = pick_device(params.train.device)
+    bf16 = use_bf16(params.train.precision, device)
     adapter = None
     tracker = open_registry(params) if version is not None or which == "champion" else None
     if tracker is None and version is not None:
@@ -105,14 +131,16 @@ def load_generator(
         version = None if champion is None else str(champion["version"])
     if tracker is not None and version is not None:
         adapter = _registered_adapter(tracker, params, version)
-    model = load_model(base, device, adapter)
+    model = load_model(base, device, adapter, bf16=bf16)
     return Generator(
         "ragtune-generator" if adapter else f"base:{params.train.base_model}",
         version,
         model,
         load_tokenizer(base),
         device,
-        use_bf16(params.train.precision, device),
+        bf16,
+        params.evaluate.batch_size,
+        adapter,
     )
 
 

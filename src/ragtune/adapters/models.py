@@ -143,8 +143,14 @@ def load_tokenizer(path: Path) -> Any:
     return tokenizer
 
 
-def load_model(path: Path, device: str = "cpu", adapter: Path | None = None) -> Any:
-    """The base model in float32, with an adapter merged in (for inference) when given."""
+def load_model(
+    path: Path, device: str = "cpu", adapter: Path | None = None, bf16: bool = False
+) -> Any:
+    """The base model in float32, with an adapter merged in (for inference) when given.
+
+    Training and loss scoring keep float32 weights (bf16 there is autocast). `bf16=True`
+    is for generation only: the adapter is merged in float32 first, then every weight is
+    cast to bfloat16 once, so a decoded token reads half the bytes and converts nothing."""
     _quiet_transformers()
     import torch
     from transformers import AutoModelForCausalLM
@@ -157,6 +163,8 @@ def load_model(path: Path, device: str = "cpu", adapter: Path | None = None) -> 
         # merged into the base weights: no extra LoRA matmuls per projection at inference
         # (30 tokens after an 850-token prompt, bf16: 2.45 s merged vs 2.78 s unmerged)
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    if bf16:
+        model = model.to(torch.bfloat16)
     model.eval()
     return model
 
@@ -421,6 +429,18 @@ def answer_loss(
     return mean_loss(model, encoded, tokenizer.pad_token_id, config.batch_size, device, bf16)
 
 
+@dataclass
+class Generation:
+    """Greedy answers in the order asked, with what producing them took."""
+
+    texts: list[str]
+    prompt_tokens: list[int]
+    new_tokens: list[int]  # per answer, up to and including its end-of-sequence token
+    prefill_s: float = 0.0  # summed over batches: the prompts' forward pass + first token
+    decode_s: float = 0.0  # summed over batches: every later token
+    decode_steps: int = 0  # forward passes after the prefill, summed over batches
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -430,29 +450,99 @@ def generate(
     device: str = "cpu",
     bf16: bool = False,
 ) -> list[str]:
-    """Greedy answers to chat prompts, batched with left padding."""
-    import torch
+    """Greedy answers to chat prompts, in the order given (see `generate_timed`)."""
+    return generate_timed(model, tokenizer, chats, max_new_tokens, batch_size, device, bf16).texts
 
-    tokenizer.padding_side = "left"
-    answers: list[str] = []
-    for start in range(0, len(chats), batch_size):
-        texts = [
-            tokenizer.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False)
-            for c in chats[start : start + batch_size]
-        ]
-        inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        inputs = {k: v.to(device) for k, v in inputs.items()}
-        with torch.no_grad(), autocast(device, bf16):
+
+def generate_timed(
+    model: Any,
+    tokenizer: Any,
+    chats: Sequence[Sequence[dict[str, str]]],
+    max_new_tokens: int,
+    batch_size: int = 8,
+    device: str = "cpu",
+    bf16: bool = False,
+) -> Generation:
+    """Greedy answers to chat prompts, batched by prompt length (little padding), left-padded,
+    with the KV cache; a batch stops when each of its rows has ended. A model held in bf16
+    runs as it is; float32 weights run under bf16 autocast when `bf16` is set."""
+    import torch
+    from transformers import StoppingCriteriaList
+
+    texts = [
+        tokenizer.apply_chat_template(list(c), add_generation_prompt=True, tokenize=False)
+        for c in chats
+    ]
+    prompts = [token_ids(tokenizer(t, add_special_tokens=False)) for t in texts]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    stops = stop_ids(model, tokenizer)
+    result = Generation([""] * len(prompts), [len(p) for p in prompts], [0] * len(prompts))
+    weights = next(model.parameters()).dtype
+    precision = autocast(device, bf16 and weights == torch.float32)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        inputs = left_pad([prompts[i] for i in rows], tokenizer.pad_token_id, device)
+        clock = _step_clock()
+        with torch.no_grad(), precision:
             out = model.generate(
                 **inputs,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
+                use_cache=True,
+                eos_token_id=sorted(stops),
                 pad_token_id=tokenizer.pad_token_id,
+                stopping_criteria=StoppingCriteriaList([clock]),
             )
+        ended = time.perf_counter()
+        result.prefill_s += clock.first - clock.started
+        result.decode_s += ended - clock.first
         width = inputs["input_ids"].shape[1]
-        answers += [tokenizer.decode(row[width:], skip_special_tokens=True).strip() for row in out]
-    tokenizer.padding_side = "right"
-    return answers
+        result.decode_steps += max(out.shape[1] - width - 1, 0)
+        for i, row in zip(rows, out[:, width:].tolist(), strict=True):
+            ends = [n for n, t in enumerate(row) if t in stops]
+            result.new_tokens[i] = ends[0] + 1 if ends else len(row)
+            result.texts[i] = tokenizer.decode(row, skip_special_tokens=True).strip()
+    return result
+
+
+def stop_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Token ids that end an answer: the generation config's and the tokenizer's."""
+    found = getattr(model.generation_config, "eos_token_id", None)
+    ids = set(found if isinstance(found, list) else [found] if found is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return {int(i) for i in ids}
+
+
+def left_pad(prompts: Sequence[list[int]], pad_id: int, device: str) -> dict[str, Any]:
+    import torch
+
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        ids[row, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+        mask[row, width - len(p) :] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+def _step_clock() -> Any:
+    """A stopping criterion that never stops: it notes when the first token was chosen,
+    which ends the prefill (the prompts' forward pass)."""
+    import torch
+    from transformers import StoppingCriteria
+
+    class StepClock(StoppingCriteria):
+        def __init__(self) -> None:
+            self.started = time.perf_counter()
+            self.first = 0.0
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            if not self.first:
+                self.first = time.perf_counter()
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    return StepClock()
 
 
 def save_adapter(model: Any, folder: Path) -> Path:
@@ -460,3 +550,41 @@ def save_adapter(model: Any, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     return folder
+
+
+def example_losses(
+    model: Any, tokenizer: Any, examples: Sequence[Example], config: TrainConfig, device: str
+) -> list[float | None]:
+    """Each example's mean negative log-likelihood per answer token (teacher-forced), in
+    order: the per-question answer loss a paired bootstrap compares. None for an example
+    whose answer was cut off entirely by `config.max_seq_len` (nothing to score)."""
+    import torch
+
+    encoded = [encode(tokenizer, e, config.max_seq_len) for e in examples]
+    bf16 = use_bf16(config.precision, device)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
+    losses: list[float | None] = [None] * len(encoded)
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    capped = getattr(causal.config, "final_logit_softcapping", None) is not None
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), config.batch_size):
+            rows = order[start : start + config.batch_size]
+            batch = collate([encoded[i] for i in rows], tokenizer.pad_token_id, device)
+            targets = batch["labels"][:, 1:]
+            keep = targets != IGNORE
+            inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+            with autocast(device, bf16):  # as answer_nll: project answer positions only
+                if capped:
+                    logits = causal(**inputs).logits[:, :-1][keep]
+                else:
+                    hidden = causal.get_decoder()(**inputs).last_hidden_state
+                    logits = causal.get_output_embeddings()(hidden[:, :-1][keep])
+            nll = torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="none")
+            row_of = keep.nonzero()[:, 0]
+            summed = torch.zeros(len(rows), device=nll.device).index_add_(0, row_of, nll)
+            counts = keep.sum(dim=1)
+            for slot, i in enumerate(rows):
+                if int(counts[slot]):
+                    losses[i] = float(summed[slot]) / int(counts[slot])
+    return losses
