@@ -197,7 +197,14 @@ class SearchConfig(Section):
     k: int = Field(5, ge=1, le=1000)
     mode: Literal["hybrid", "vector", "text"] = "hybrid"
     candidates: int = Field(50, ge=1, description="per-retriever depth before fusion")
-    rrf_k: int = Field(60, ge=1)
+    fusion: Literal["rrf", "convex"] = Field(
+        "rrf", description="hybrid: reciprocal rank, or normalised-score combination"
+    )
+    rrf_k: int = Field(1, ge=1, description="rrf: 1 keeps either side's first in the top 5")
+    text_weight: float = Field(0.5, ge=0, le=1, description="convex: the full-text share")
+    identifier_boost: float = Field(
+        1.0, ge=0, description="hybrid: lift of chunks about / holding the query's identifiers"
+    )
 
 
 class TrainingQualityConfig(Section):

@@ -1,8 +1,16 @@
-"""Retrieval over the index: vector, full-text, or hybrid by reciprocal-rank fusion.
+"""Retrieval over the index: vector, full-text, or hybrid (both retrievers, fused).
 
 Hybrid search runs both retrievers under the same filters to `candidates` depth and
-fuses their rankings with RRF, the same way for every backend. Every answer carries
-`as_of`: the time up to which all searched sources are known to be in the index.
+fuses them the same way for every backend. By default that is reciprocal-rank fusion with
+k = 1 (`search.fusion: rrf`, `search.rrf_k`): the first of either list stays in the fused
+top 5 whatever the other list says, so a chunk that only the words find (an error code, a
+CVE id) is not buried under chunks both lists rank tenth; `convex` (min-max normalised
+scores, `search.text_weight`) is the alternative. Then identifiers in the query (CVE ids,
+ticket numbers, dotted paths, setting names) lift the chunks about them (their heading
+names one) and, half as much, the chunks that hold them verbatim, by
+`search.identifier_boost`: the full-text index splits `CVE-2019-14232` into three words,
+so exactness is checked here, on the candidates' text. Every answer carries `as_of`: the
+time up to which all searched sources are known to be in the index.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from ragtune.adapters.embeddings import Embedder
 from ragtune.adapters.index.base import SearchFilter, SearchHit, VectorIndex
 from ragtune.adapters.state import StateStore
 from ragtune.config import SearchConfig
-from ragtune.core.fusion import reciprocal_rank_fusion
+from ragtune.core.fusion import boost_identifiers, convex_fusion, reciprocal_rank_fusion
 from ragtune.errors import ConfigError
 
 
@@ -82,8 +90,24 @@ def search(
     depth = max(config.candidates, k)
     by_vector = index.vector_search(vector, depth, where)
     by_text = index.text_search(query, depth, where)
+    return fuse(query, by_vector, by_text, config)[:k]
+
+
+def fuse(
+    query: str, by_vector: Sequence[SearchHit], by_text: Sequence[SearchHit], config: SearchConfig
+) -> list[SearchHit]:
+    """One ranking of both retrievers' hits (each best first), scored by the fusion."""
     hits = {h.id: h for h in by_text} | {h.id: h for h in by_vector}
-    fused = reciprocal_rank_fusion(
-        [[h.id for h in by_vector], [h.id for h in by_text]], k=config.rrf_k
-    )
-    return [replace(hits[item], score=score) for item, score in fused[:k]]
+    if config.fusion == "rrf":
+        fused = reciprocal_rank_fusion(
+            [[h.id for h in by_vector], [h.id for h in by_text]], k=config.rrf_k
+        )
+    else:
+        fused = convex_fusion(
+            [(h.id, h.score) for h in by_vector],
+            [(h.id, h.score) for h in by_text],
+            text_weight=config.text_weight,
+        )
+    texts = {item: hit.text for item, hit in hits.items()}
+    fused = boost_identifiers(fused, texts, query, config.identifier_boost)
+    return [replace(hits[item], score=score) for item, score in fused]
