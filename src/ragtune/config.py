@@ -368,7 +368,12 @@ class PromoteConfig(Section):
         description="auto: rag_answer_loss (finetuned_rag vs the champion's) when the index "
         "has sources, else answer_loss",
     )
-    margin: float = Field(0.0, ge=0)
+    margin: float = Field(
+        0.0,
+        ge=0,
+        description="promote only when the lower bound of the paired bootstrap 95% interval "
+        "of the improvement over champion and base exceeds this (in the metric's units)",
+    )
     force: bool = False
 
 

@@ -71,12 +71,17 @@ def _train(tracker: Tracker, tmp: Path, seed: str, score: float) -> tuple[str, s
     return run_id, version
 
 
+def _per_question(metrics: dict[str, float]) -> dict[str, list[float | None]]:
+    """A run's score as the same score on each of 5 questions (what `decide` compares)."""
+    return {name: [value] * 5 for name, value in metrics.items()}
+
+
 def _promote_if_better(tracker: Tracker, version: str, run_id: str) -> bool:
     """What the pipeline does after evaluation: champion alias only when `decide` says so."""
-    candidate = tracker.run_info(run_id)["metrics"]
+    candidate = _per_question(tracker.run_info(run_id)["metrics"])
     current = tracker.champion()
-    champion_scores = tracker.run_info(current["run_id"])["metrics"] if current else None
-    decision = decide(candidate, champion_scores, BASE_SCORES, METRIC, margin=0.02)
+    champion = _per_question(tracker.run_info(current["run_id"])["metrics"]) if current else None
+    decision = decide(candidate, champion, _per_question(BASE_SCORES), METRIC, margin=0.02)
     tracker.set_alias("champion" if decision.promote else "challenger", version)
     tracker.tag_version(version, "ragtune.promotion", decision.reason)
     return decision.promote
@@ -138,7 +143,8 @@ def test_champion_moves_only_when_decide_passes(tracker: Tracker, tmp_path: Path
     assert champion["version"] == first
     assert champion["run_id"] == first_run
     assert tracker.version_info(worse)["aliases"] == ["challenger"]
-    assert "does not beat champion 0.4" in tracker.version_info(worse)["tags"]["ragtune.promotion"]
+    reason = tracker.version_info(worse)["tags"]["ragtune.promotion"]
+    assert "does not improve on champion by more than margin 0.02" in reason
 
     better_run, better = _train(tracker, tmp_path, "better", score=0.45)
     assert _promote_if_better(tracker, better, better_run)

@@ -1,4 +1,9 @@
-"""The champion/challenger promotion rule."""
+"""The champion/challenger promotion rule, on inline per-question scores.
+
+Each case's truth is plain from its data: a candidate better by 0.3 on every question, one
+that is ahead by 0.01 on average with questions going both ways, identical scores, and so
+on. The intervals come from `core.bootstrap`, tested on its own.
+"""
 
 from __future__ import annotations
 
@@ -6,99 +11,158 @@ import math
 
 import pytest
 
-from ragtune.core.promotion import HIGHER_IS_BETTER, Decision, decide
+from ragtune.core.promotion import HIGHER_IS_BETTER, Decision, decide, pick_metric
+
+BASE = [0.20, 0.10, 0.30, 0.25, 0.15, 0.20, 0.35, 0.05, 0.10, 0.30]
+CHAMPION = [0.40, 0.35, 0.45, 0.30, 0.50, 0.40, 0.35, 0.45, 0.30, 0.50]
+BETTER = [v + 0.30 for v in CHAMPION]  # 0.3 better on every question
+# ahead of the champion by 0.01 on average, but worse on half the questions
+NOISY = [v + d for v, d in zip(CHAMPION, [0.2, -0.18] * 5, strict=True)]
 
 
-def test_better_than_champion_and_base_by_margin_is_promoted() -> None:
-    decision = decide({"token_f1": 0.41}, {"token_f1": 0.35}, {"token_f1": 0.20}, "token_f1", 0.02)
-    assert decision == Decision(
-        True,
-        "token_f1 0.41 beats base 0.2 by 0.21 and champion 0.35 by 0.06 "
-        "(margin 0.02, higher is better)",
+def f1(values: list[float]) -> dict[str, list[float | None]]:
+    return {"token_f1": list(values)}
+
+
+def loss(values: list[float]) -> dict[str, list[float | None]]:
+    return {"answer_loss": list(values)}
+
+
+def test_better_on_every_question_than_champion_and_base_is_promoted() -> None:
+    decision = decide(f1(BETTER), f1(CHAMPION), f1(BASE), "token_f1", margin=0.05)
+    assert decision.promote, decision.reason
+    assert decision.reason.startswith("token_f1 (higher is better) improves on champion by 0.3 ")
+    assert "95% CI [0.3, 0.3], better on 10 of 10 questions" in decision.reason
+    assert " and on base by " in decision.reason
+    assert decision.reason.endswith("each lower bound > margin 0.05")
+    against = {c["against"]: c for c in decision.evidence_json()}
+    assert set(against) == {"champion", "base"}
+    assert against["champion"]["wins"] == 10 and against["champion"]["losses"] == 0
+
+
+def test_ahead_on_average_but_inside_the_noise_is_not_promoted() -> None:
+    assert sum(NOISY) / len(NOISY) > sum(CHAMPION) / len(CHAMPION)  # the mean is ahead
+    decision = decide(f1(NOISY), f1(CHAMPION), None, "token_f1")
+    assert not decision.promote
+    assert decision.reason.startswith(
+        "token_f1 (higher is better) does not improve on champion by more than margin 0: "
+        "improvement 0.01 (95% CI ["
     )
+    [evidence] = decision.evidence_json()
+    low, high = evidence["ci95"]
+    assert low < 0 < high
+    assert (evidence["wins"], evidence["losses"]) == (5, 5)
 
 
-def test_worse_than_champion_is_not_promoted() -> None:
-    decision = decide({"token_f1": 0.30}, {"token_f1": 0.35}, {"token_f1": 0.20}, "token_f1")
+def test_identical_scores_are_not_promoted() -> None:
+    decision = decide(f1(CHAMPION), f1(CHAMPION), None, "token_f1")
     assert not decision.promote
-    assert "does not beat champion 0.35" in decision.reason
+    assert "improvement 0 (95% CI [0, 0], better on 0 of 10 questions)" in decision.reason
 
 
-def test_worse_than_base_is_not_promoted_even_without_champion() -> None:
-    decision = decide({"token_f1": 0.10}, None, {"token_f1": 0.20}, "token_f1")
+def test_a_margin_above_the_lower_bound_keeps_a_winner_challenger() -> None:
+    """0.3 better on every question: the interval is [0.3, 0.3]; and an uneven winner."""
+    assert decide(f1(BETTER), f1(CHAMPION), None, "token_f1", margin=0.29).promote
+    held = decide(f1(BETTER), f1(CHAMPION), None, "token_f1", margin=0.31)
+    assert not held.promote and "by more than margin 0.31" in held.reason
+    # gains of 0.1 to 0.5: mean 0.3, so a margin of 0.25 is below the mean but above the
+    # interval's lower bound, which the decision reads (printed in the reason)
+    uneven = [v + g for v, g in zip(CHAMPION, [0.1, 0.5] * 5, strict=True)]
+    at_mean = decide(f1(uneven), f1(CHAMPION), None, "token_f1", margin=0.25)
+    [evidence] = at_mean.evidence_json()
+    assert evidence["improvement"] == pytest.approx(0.3)
+    low = evidence["ci95"][0]
+    assert 0 < low < 0.25
+    assert not at_mean.promote
+    assert decide(f1(uneven), f1(CHAMPION), None, "token_f1", margin=low - 0.01).promote
+
+
+def test_better_than_champion_but_not_base_is_not_promoted() -> None:
+    weak_champion = [v - 0.2 for v in BASE]
+    decision = decide(f1(BASE), f1(weak_champion), f1(BASE), "token_f1")
     assert not decision.promote
-    assert "does not beat base 0.2" in decision.reason
+    assert "does not improve on base" in decision.reason
+    assert [c["against"] for c in decision.evidence_json()] == ["champion", "base"]
 
 
-@pytest.mark.parametrize("score", [0.35, 0.36, 0.3699])
-def test_equal_or_within_margin_is_not_promoted(score: float) -> None:
-    decision = decide({"token_f1": score}, {"token_f1": 0.35}, None, "token_f1", margin=0.02)
-    assert not decision.promote
-    assert "margin 0.02" in decision.reason
+def test_for_a_loss_improvement_is_the_reference_minus_the_candidate() -> None:
+    high, low = [2.0 + v for v in BASE], [1.0 + v for v in BASE]
+    better = decide(loss(low), loss(high), None, "answer_loss")
+    assert better.promote
+    assert better.reason.startswith("answer_loss (lower is better) improves on champion by 1 ")
+    worse = decide(loss(high), loss(low), None, "answer_loss")
+    assert not worse.promote
+    assert "improvement -1 (95% CI [-1, -1], better on 0 of 10 questions)" in worse.reason
 
 
-def test_equal_is_not_promoted_with_zero_margin() -> None:
-    assert not decide({"contains": 0.5}, {"contains": 0.5}, None, "contains").promote
+def test_the_same_seed_gives_the_same_interval() -> None:
+    first = decide(f1(NOISY), f1(CHAMPION), None, "token_f1", seed=7)
+    again = decide(f1(NOISY), f1(CHAMPION), None, "token_f1", seed=7)
+    assert first.evidence_json() == again.evidence_json()
+    assert first.reason == again.reason
 
 
-def test_exactly_the_margin_is_promoted_despite_float_rounding() -> None:
-    assert decide({"token_f1": 0.41}, {"token_f1": 0.35}, None, "token_f1", 0.06).promote
+def test_questions_without_a_score_are_left_out_of_the_pair() -> None:
+    candidate: dict[str, list[float | None]] = {"answer_loss": [1.0, None, 1.1, 0.9]}
+    base: dict[str, list[float | None]] = {"answer_loss": [2.0, None, 2.1, 1.9]}
+    decision = decide(candidate, None, base, "answer_loss")
+    assert decision.promote
+    assert "better on 3 of 3 questions" in decision.reason
 
 
 def test_no_champion_and_no_base_is_promoted() -> None:
-    decision = decide({"citation_accuracy": 0.7}, None, None, "citation_accuracy")
+    decision = decide({"citation_accuracy": [0.7, 0.9]}, None, None, "citation_accuracy")
     assert decision.promote
-    assert "no champion and no base" in decision.reason
-
-
-def test_lower_is_better_metric() -> None:
-    better = decide({"answer_loss": 1.2}, {"answer_loss": 1.5}, {"answer_loss": 2.0}, "answer_loss")
-    worse = decide({"answer_loss": 1.6}, {"answer_loss": 1.5}, {"answer_loss": 2.0}, "answer_loss")
-    assert better.promote
-    assert "lower is better" in better.reason
-    assert not worse.promote
-    assert "does not beat champion 1.5" in worse.reason
+    assert decision.reason == "citation_accuracy 0.8 with no champion and no base to beat"
 
 
 def test_force_promotes_and_says_so() -> None:
-    decision = decide({"token_f1": 0.1}, {"token_f1": 0.9}, None, "token_f1", force=True)
-    assert decision.promote
-    assert "forced" in decision.reason
+    decision = decide(f1([0.1, 0.1]), f1([0.9, 0.9]), None, "token_f1", force=True)
+    assert decision == Decision(True, "forced promotion (candidate token_f1 0.1)")
 
 
 @pytest.mark.parametrize("score", [math.nan, math.inf, -math.inf])
 def test_non_finite_candidate_is_not_promoted(score: float) -> None:
-    decision = decide({"token_f1": score}, None, None, "token_f1")
+    decision = decide(f1([0.5, score]), None, None, "token_f1")
     assert not decision.promote
     assert "not a finite number" in decision.reason
 
 
 def test_nan_champion_score_blocks_promotion() -> None:
-    decision = decide({"token_f1": 0.5}, {"token_f1": math.nan}, None, "token_f1")
+    decision = decide(f1([0.5, 0.6]), f1([0.1, math.nan]), None, "token_f1")
     assert not decision.promote
-    assert "champion token_f1 is nan" in decision.reason
+    assert decision.reason.startswith("champion token_f1 has a score that is not a finite")
 
 
-def test_missing_metric_in_candidate_is_not_promoted() -> None:
-    decision = decide({"contains": 0.9}, {"token_f1": 0.3}, None, "token_f1")
-    assert decision == Decision(False, "candidate has no token_f1 score")
+def test_different_questions_cannot_be_compared() -> None:
+    decision = decide(f1([0.5, 0.6, 0.7]), f1([0.1, 0.2]), None, "token_f1")
+    assert not decision.promote
+    assert "champion token_f1 scored 2 questions, the candidate 3" in decision.reason
+
+
+def test_missing_per_question_scores_are_not_promoted() -> None:
+    assert decide({"contains": [1.0]}, None, None, "token_f1") == Decision(
+        False, "candidate has no per-question token_f1 scores: re-evaluate it or force"
+    )
+    # a base report from before per-question scores
+    decision = decide(f1([0.5]), None, {}, "token_f1")
+    assert not decision.promote
+    assert decision.reason.startswith("base token_f1 has no per-question scores")
 
 
 def test_unknown_metric_names_the_known_ones() -> None:
     with pytest.raises(ValueError, match="bleu") as raised:
-        decide({"bleu": 0.5}, None, None, "bleu")
+        decide({"bleu": [0.5]}, None, None, "bleu")
     for known in HIGHER_IS_BETTER:
         assert known in str(raised.value)
 
 
 def test_negative_margin_is_rejected() -> None:
     with pytest.raises(ValueError, match="margin"):
-        decide({"token_f1": 0.5}, None, None, "token_f1", margin=-0.1)
+        decide(f1([0.5]), None, None, "token_f1", margin=-0.1)
 
 
 def test_auto_metric_prefers_the_answer_loss_with_sources() -> None:
-    from ragtune.core.promotion import pick_metric
-
     assert pick_metric("auto", {"answer_loss": 1.0, "rag_answer_loss": 0.8}) == "rag_answer_loss"
     assert pick_metric("auto", {"answer_loss": 1.0}) == "answer_loss"
     assert pick_metric("token_f1", {"rag_answer_loss": 0.8}) == "token_f1"

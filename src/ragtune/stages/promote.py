@@ -1,10 +1,14 @@
-"""`promote` stage: register the candidate, then move `champion` only if it wins.
+"""`promote` stage: register the candidate, then move `champion` only on evidence.
 
 The candidate's adapter becomes a new version of `ragtune-generator` with the lineage
 tags (data version, source position, index version, base model, git commit). The pure
-decision (`core.promotion.decide`) compares candidate, champion and base on
-`promote.metric`; a winner gets alias `champion`, any other version `challenger`. The
-labelled keys it was trained on are recorded, so a later delete at the source can flag it.
+decision (`core.promotion.decide`) reads the per-question scores the `evaluate` stage
+wrote and compares candidate with champion and base on `promote.metric` by paired
+bootstrap: the version gets alias `champion` only when the lower bound of the 95%
+interval of its improvement over each exceeds `promote.margin` (or `promote.force`), any
+other version `challenger`. The reason, with its intervals, is tagged on the version and
+written to reports/promote.json. The labelled keys it was trained on are recorded, so a
+later delete at the source can flag it.
 """
 
 from __future__ import annotations
@@ -52,10 +56,11 @@ def promote(ctx: StageContext) -> None:
     tags = lineage(ctx.params)
     version = ctx.tracker.register(run["run_id"], "adapter", tags)
     metric = pick_metric(config.metric, report["candidate"])
+    scores = report.get("per_question") or {}  # none in a report from before per-question
     decision = decide(
-        report["candidate"],
-        report["champion"],
-        report["base"],
+        scores.get("candidate") or {},
+        (scores.get("champion") or {}) if report["champion"] is not None else None,
+        scores.get("base") or {},
         metric,
         config.margin,
         config.force,
@@ -72,8 +77,18 @@ def promote(ctx: StageContext) -> None:
             "promoted": decision.promote,
             "reason": decision.reason,
             "metric": metric,
+            "margin": config.margin,
+            "evidence": decision.evidence_json(),
             "lineage": tags,
         },
     )
+    for gained in decision.evidence:
+        ctx.log_metrics(
+            {
+                f"improvement_on_{gained.b}": gained.difference.mean,
+                f"improvement_on_{gained.b}_ci95_low": gained.difference.low,
+                f"improvement_on_{gained.b}_ci95_high": gained.difference.high,
+            }
+        )
     outcome = "champion" if decision.promote else "challenger"
     print(f"promote: version {version} is {outcome}: {decision.reason}")
