@@ -613,14 +613,16 @@ def evaluate(
         bool,
         typer.Option(
             "--json",
-            help='print {"configurations": {NAME: {metric: value}}, "freshness": {...}, '
-            '"index_version", ...}',
+            help='print {"verdict": {"best", "metric", "statement"}, "questions": N, '
+            '"configurations": {NAME: {METRIC: {"mean", "ci95"}}}, "comparisons": [...], '
+            '"by_category": {...}, "freshness": {...}, "index_version", ...}',
         ),
     ] = False,
     params: ParamsOption = DEFAULT_PARAMS,
 ) -> None:
     """Base vs RAG vs fine-tuned vs both on the frozen test split, plus freshness probes
-    (labelled rows newer than the training snapshot); logged to MLflow, saved under reports/."""
+    (labelled rows newer than the training snapshot): means with paired bootstrap 95%
+    intervals, the verdict first; logged to MLflow, saved under reports/evaluation/."""
     from ragtune.evaluation import evaluate, save, tables
 
     loaded = _load(params)

@@ -258,6 +258,11 @@ class TrainingSourceConfig(Section):
     question: str = "question"
     answer: str = "answer"
     document: str | None = Field(None, description="optional column: the source document's key")
+    category: str | None = Field(
+        None,
+        description="optional column: the question's kind (`evaluate` reports each one; "
+        "`unanswerable` marks questions no source answers)",
+    )
     updated_at: str | None = None
     deleted: str | None = Field(None, description="optional soft-delete flag column")
 
@@ -276,7 +281,7 @@ class TrainingSourceConfig(Section):
             db_schema=self.db_schema,
             key=self.key,
             text=[self.question, self.answer],
-            metadata=[self.document] if self.document else [],
+            metadata=[c for c in (self.document, self.category) if c],
             updated_at=self.updated_at,
             deleted=self.deleted,
             capture="changelog",  # read in full by each snapshot: no capture needed
@@ -344,12 +349,33 @@ class TrainConfig(Section):
     seed: int = 0
 
 
-class EvaluateConfig(Section):
-    """`evaluate` stage: candidate vs champion vs base on the test split."""
+MAX_EVALUATION_QUESTIONS = 500
 
-    max_questions: int = Field(16, ge=1, description="questions answered by generation")
+
+class EvaluateConfig(Section):
+    """`evaluate` stage and `ragtune evaluate`: base, RAG, fine-tuned and both compared."""
+
+    max_questions: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_EVALUATION_QUESTIONS,
+        description="test questions answered by generation; empty: the whole test split "
+        f"(at most {MAX_EVALUATION_QUESTIONS})",
+    )
     max_new_tokens: int = Field(48, ge=1)
     batch_size: int = Field(8, ge=1)
+    metric: Literal["token_f1", "contains", "citation_accuracy", "groundedness"] = Field(
+        "token_f1", description="the metric the verdict is decided on"
+    )
+    latency_questions: int = Field(
+        8, ge=0, description="questions answered one at a time to measure p50 latency"
+    )
+    bootstrap_resamples: int = Field(2000, ge=100)
+    bootstrap_seed: int = 0
+
+    @property
+    def question_limit(self) -> int:
+        return self.max_questions or MAX_EVALUATION_QUESTIONS
 
 
 class PromoteConfig(Section):

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
 
 from ragtune.adapters.changelog import Changelog
 from ragtune.adapters.sources import SqlSource
 from ragtune.answer import Answerer, cite
 from ragtune.config import load_params
-from ragtune.evaluation import evaluate, save
+from ragtune.core.dataset import split_of
+from ragtune.evaluation import evaluate, evaluation_rows, save, tables
 from ragtune.training import run_training
 from ragtune.workspace import open_syncs
 from tests.integration.api_support import citing_base
@@ -27,12 +31,60 @@ def sync(params_path: Path, embedder: Any) -> None:
         one.source.close()
 
 
-def test_evaluate_measures_four_configurations_and_freshness(
+CONFIGURATIONS = {"base", "rag", "finetuned", "finetuned_rag", "raft"}
+METRICS = {
+    "token_f1",
+    "contains",
+    "citation_accuracy",
+    "groundedness",
+    "abstention_rate",
+    "latency_p50_ms",
+    "prompt_tokens",
+}
+UNANSWERED = "The sources do not say."
+
+
+def label_categories(database: Path) -> dict[str, set[str]]:
+    """A `category` column: `even` / `odd` by key; two test rows labelled `unanswerable`
+    and one (category `odd`) recognised by its reference answer alone. Returns the test
+    keys per category as the evaluation should group them."""
+    with sqlite3.connect(database) as db:
+        db.execute("ALTER TABLE qa_pairs ADD COLUMN category TEXT")
+        keys = [k for (k,) in db.execute("SELECT id FROM qa_pairs ORDER BY id")]
+        tests = [k for k in keys if split_of(k, "ragtune", 0.15, 0.15) == "test"]
+        assert len(tests) >= 5, tests  # 40 rows, test_fraction 0.15
+        for key in keys:
+            db.execute(
+                "UPDATE qa_pairs SET category = ? WHERE id = ?",
+                ("even" if int(key[1:]) % 2 == 0 else "odd", key),
+            )
+        labelled, by_answer = tests[:2], tests[2]
+        for key in labelled:
+            db.execute(
+                "UPDATE qa_pairs SET category = 'unanswerable', answer = ? WHERE id = ?",
+                (UNANSWERED, key),
+            )
+        db.execute(
+            "UPDATE qa_pairs SET category = 'odd', answer = ? WHERE id = ?", (UNANSWERED, by_answer)
+        )
+    groups: dict[str, set[str]] = {"even": set(), "odd": set()}
+    for key in tests[2:]:
+        groups["odd" if key == by_answer or int(key[1:]) % 2 else "even"].add(key)
+    groups["unanswerable"] = {*labelled, by_answer}  # by_answer is in `odd` too
+    return groups
+
+
+def test_evaluate_gives_intervals_comparisons_a_verdict_and_categories(
     tiny_base: Path, tmp_path: Path, embedder: Any
 ) -> None:
     params_path = make_project(tmp_path / "p", tiny_base, extra=DOCS_SOURCE)
     root = params_path.parent
     add_documents(root / "labels.db")
+    expected_groups = label_categories(root / "labels.db")
+    text = params_path.read_text()
+    params_path.write_text(
+        text.replace("  document: document\n", "  document: document\n  category: category\n", 1)
+    )
     sync(params_path, embedder)
     # forced: two steps on a random tiny model need not beat the base
     trained = run_training(params_path, {"promote": {"force": True}}, echo=lambda _: None)
@@ -50,27 +102,122 @@ def test_evaluate_measures_four_configurations_and_freshness(
     assert raft.promotion["lineage"]["ragtune.rag_context"] == "raft"
     insert_rows(root / "labels.db", qa_rows(900, 3))  # after the snapshot: freshness probes
 
-    params = load_params(params_path)
+    # evaluate.max_questions caps the test split and the probes alike
+    capped = evaluation_rows(load_params(params_path), root)  # max_questions: 2
+    test_split = len(expected_groups["even"] | expected_groups["odd"]) + 2
+    assert (len(capped.tests), len(capped.fresh), capped.test_split) == (2, 2, test_split)
+
+    params = load_params(
+        params_path, overrides={"evaluate": {"max_questions": 50, "latency_questions": 2}}
+    )
     progress: list[tuple[int, int, str]] = []
     report = evaluate(params, root, on_configuration=lambda *step: progress.append(step))
 
-    assert set(report["configurations"]) == {"base", "rag", "finetuned", "finetuned_rag", "raft"}
+    assert next(iter(report)) == "verdict"  # first in JSON, as in the terminal and Markdown
+    assert set(report["configurations"]) == CONFIGURATIONS
     assert report["raft_version"] == "2"
-    assert progress == [(n, 5, name) for n, name in enumerate(report["configurations"], 1)]
-    for name, values in report["configurations"].items():
-        assert 0 <= values["token_f1"] <= 1 and values["questions"] > 0, name
-        assert values["prompt_tokens"] > 0 and values["latency_p50_ms"] > 0
-        assert (values["citation_accuracy"] is None) == (name in ("base", "finetuned"))
-    assert set(report["freshness"]) == set(report["configurations"])
-    rag, plain = report["configurations"]["rag"], report["configurations"]["base"]
-    assert rag["prompt_tokens"] > plain["prompt_tokens"]  # sources are in the prompt
-    assert report["freshness"]["rag"]["questions"] == 2  # 3 new rows, evaluate.max_questions 2
     assert report["champion_version"] in ("1", "2") and report["index_version"]
+    assert progress == [(n, 5, name) for n, name in enumerate(report["configurations"], 1)]
+    assert (report["questions"], report["test_split"], report["capped"]) == (
+        test_split,
+        test_split,
+        False,
+    )
+    for name, values in report["configurations"].items():
+        assert set(values) >= METRICS and values["questions"] == test_split, name
+        for metric in METRICS - {"latency_p50_ms"}:
+            found = values[metric]
+            sourced = name not in ("base", "finetuned")
+            if metric in ("citation_accuracy", "groundedness") and not sourced:
+                assert found == {"mean": None, "ci95": None}, (name, metric)
+                continue
+            low, high = found["ci95"]
+            assert low <= found["mean"] <= high, (name, metric, found)
+            if metric != "prompt_tokens":
+                assert low >= 0 and high <= 1, (name, metric, found)
+        latency = values["latency_p50_ms"]
+        assert latency["mean"] > 0 and latency["ci95"] is None and latency["sample"] == 2
+    rag, plain = report["configurations"]["rag"], report["configurations"]["base"]
+    assert rag["prompt_tokens"]["mean"] > plain["prompt_tokens"]["mean"]  # sources in prompt
 
+    # every pair of configurations on every metric they share, wins + ties + losses = n
+    on_f1 = [c for c in report["comparisons"] if c["metric"] == "token_f1"]
+    assert {frozenset((c["a"], c["b"])) for c in on_f1} == {
+        frozenset((a, b)) for a in CONFIGURATIONS for b in CONFIGURATIONS if a < b
+    }
+    for c in on_f1:
+        assert c["wins"] + c["ties"] + c["losses"] == test_split
+        assert c["ci95"][0] <= c["difference"] <= c["ci95"][1]
+    on_citations = {
+        frozenset((c["a"], c["b"]))
+        for c in report["comparisons"]
+        if c["metric"] == "citation_accuracy"
+    }
+    assert on_citations == {
+        frozenset(p) for p in (("rag", "finetuned_rag"), ("rag", "raft"), ("finetuned_rag", "raft"))
+    }
+    verdict = report["verdict"]
+    assert verdict["metric"] == "token_f1" and verdict["best"] in CONFIGURATIONS | {None}
+    if verdict["best"] is None:
+        assert verdict["statement"].startswith("no significant difference between")
+    else:
+        assert verdict["statement"].startswith(f"{verdict['best']} is best on token_f1")
+
+    # categories: each value of the category column, `unanswerable` and `fresh`
+    by_category = report["by_category"]
+    assert set(by_category) == {"even", "odd", "unanswerable", "fresh"}
+    for category, found in by_category.items():
+        assert set(found) == CONFIGURATIONS, category
+        size = 3 if category == "fresh" else len(expected_groups[category])
+        for name, values in found.items():
+            assert values["questions"] == size and set(values) >= METRICS - {"latency_p50_ms"}
+            if size:
+                assert values["token_f1"]["mean"] is not None, (category, name)
+    for name, values in by_category["unanswerable"].items():
+        assert 0 <= values["abstention_rate"]["mean"] <= 1, name
+        assert values["abstention_rate"] == report["configurations"][name]["abstention_rate"]
+    assert by_category["even"]["rag"]["abstention_rate"] == {"mean": None, "ci95": None}
+    assert report["freshness"] == by_category["fresh"]
+
+    # per-question answers: questions.json and an evaluation table in MLflow
     paths = save(params, report, root)
-    assert json.loads(paths["json"].read_text())["configurations"]["rag"] == rag
+    saved = json.loads(paths["json"].read_text())
+    assert saved == json.loads(json.dumps(report)) and "per_question" not in saved
+    assert paths["markdown"].read_text().splitlines()[2].startswith("**Verdict (token_f1):**")
     assert "| finetuned_rag |" in paths["markdown"].read_text()
     assert paths["chart"].read_bytes()[:4] == b"\x89PNG"
+    answers = json.loads(paths["questions"].read_text())
+    assert len(answers) == 5 * (test_split + 3)
+    assert {a["configuration"] for a in answers} == CONFIGURATIONS
+    assert {a["key"] for a in answers if a["unanswerable"] and not a["fresh"]} == expected_groups[
+        "unanswerable"
+    ]
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(params.tracking_uri())
+    run = client.get_run(report["mlflow_run_id"])
+    tags = {
+        "ragtune.verdict": verdict["statement"],
+        "ragtune.verdict.best": verdict["best"] or "none",
+        "ragtune.verdict.metric": "token_f1",
+    }
+    assert tags.items() <= run.data.tags.items()
+    assert run.data.metrics["rag.token_f1"] == rag["token_f1"]["mean"]
+    table = json.loads(
+        Path(
+            client.download_artifacts(run.info.run_id, "evaluation_questions.json", str(tmp_path))
+        ).read_text()
+    )
+    assert len(table["data"]) == len(answers) and "answer" in table["columns"]
+    version = client.get_model_version("ragtune-generator", report["champion_version"])
+    assert (tags | {"ragtune.verdict.run_id": run.info.run_id}).items() <= version.tags.items()
+
+    # the terminal shows the verdict first
+    console = Console(record=True, width=200)
+    for shown in tables(report):
+        console.print(shown)
+    assert console.export_text().startswith(f"Verdict (token_f1): {verdict['statement']}")
 
 
 def test_answers_cite_only_retrieved_chunks(tmp_path: Path, embedder: Any) -> None:

@@ -20,10 +20,12 @@ from ragtune.core.documents import is_soft_deleted, key_text
 from ragtune.stages import POSITION, PROBE, SNAPSHOT, StageContext, write_json
 
 COLUMNS = ["key", "question", "answer", "document", "split", "updated_at"]
+CATEGORY = "category"  # a column only when `training.category` names one
 
 
 def read_labelled(config: TrainingSourceConfig) -> list[dict[str, Any]]:
-    """Every present labelled row as {key, question, answer, document, updated_at}, by key."""
+    """Every present labelled row as {key, question, answer, document, category,
+    updated_at}, by key (category None when `training.category` names no column)."""
     source = SqlSource.open("training", config.as_source())
     rows = []
     try:
@@ -37,6 +39,7 @@ def read_labelled(config: TrainingSourceConfig) -> list[dict[str, Any]]:
                         "question": _text(row.get(config.question)),
                         "answer": _text(row.get(config.answer)),
                         "document": _text(row.get(config.document)) if config.document else None,
+                        "category": _text(row.get(config.category)) if config.category else None,
                         "updated_at": _text(row.get(config.updated_at))
                         if config.updated_at
                         else None,
@@ -75,7 +78,9 @@ def snapshot(ctx: StageContext) -> None:
         row["split"] = split_of(
             row["key"], split.split_salt, split.validation_fraction, split.test_fraction
         )
-    frame = pd.DataFrame(rows, columns=COLUMNS).astype("string")
+    # without a category column the file stays byte-identical to earlier snapshots
+    columns = [*COLUMNS, CATEGORY] if config.category else COLUMNS
+    frame = pd.DataFrame(rows, columns=columns).astype("string")
     SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(SNAPSHOT, index=False)
     stamps = [r["updated_at"] for r in rows if r["updated_at"]]
