@@ -1,24 +1,38 @@
-"""Answers: `ragtune ask` latency, the HTTP API's throughput in one process, and the
-generator's tokens/s in bf16 autocast vs float32, on the demo workspace.
+"""Answers: `ragtune ask` latency, the generator's decode and prefill speed against the
+memory-bandwidth limit, evaluation throughput, and the HTTP API's throughput in one process,
+on the demo workspace.
 
     .venv/bin/python bench/answer.py                    # params.yaml at the repo root
     .venv/bin/python bench/answer.py --questions 40 --seconds 30
     .venv/bin/python bench/answer.py --params PATH      # another workspace
+    .venv/bin/python bench/answer.py --only generate,evaluate
     .venv/bin/python bench/answer.py --quick            # checks the script, measures nothing
 
 1. ask: one `Answerer` (the champion, or the base model before the first promotion), two
    warm-up questions, then N Django questions one after the other: p50/p95 of the retrieve
    and generate times and of their sum, and the mean number of generated tokens (up to
    `evaluate.max_new_tokens`).
-2. api: the same answerer behind `create_app`, served by a real uvicorn server on a free
+2. generate: side by side in one run, the base model and the champion as `load_generator`
+   loads them (weights held in bf16 when bf16 is chosen, the adapter merged in float32 first,
+   linear layers prepacked for oneDNN on CPU)
+   and the base as it was loaded before (float32 weights under bf16 autocast): the same 8
+   prompts (a question without sources, so decoding dominates), greedy, 64 new tokens, batch
+   1 and 8, alternating order, best of 2 rounds. Decode tokens/s counts the tokens each row
+   generated after its first (up to and including its end-of-sequence token); ms/step is the
+   time of one forward pass of the batch, the like-for-like comparison of two models whose
+   answers differ in length. Prefill: the prompts with retrieved sources, one at a time.
+   The decode limit: memory bandwidth (best copy of a 512 MiB buffer, read + write bytes/s)
+   ÷ the bytes of the weights, which each decoded token reads once.
+3. evaluate: questions/s over base, rag, finetuned and finetuned_rag on 16 questions
+   (retrieve, prompt, generate `evaluate.max_new_tokens`, score): `ragtune evaluate`'s
+   per-question loop on the models as loaded before (float32 + autocast, batch 1) vs every
+   question's prompt first, then length-sorted batches of `evaluate.batch_size` on the
+   bf16-held weights.
+4. api: the same answerer behind `create_app`, served by a real uvicorn server on a free
    localhost port in a background thread; 4 client threads (keep-alive HTTP/1.1) send
    `POST /search` for T seconds, then a few `POST /ask`. The service runs model calls one
    at a time (one lock), so /ask throughput is about 1 / generation time whatever the
    number of clients, and /search throughput is bounded by one query embedding at a time.
-3. generate: the base model alone, the same 8 prompts (a question with the system prompt,
-   no retrieved sources, so decoding dominates), greedy, 64 new tokens, batch size 1 and 8,
-   with bf16 autocast and in float32; alternating order, best of 2 rounds. Tokens are the
-   tokens each row actually generated (up to and including its end-of-sequence token).
 
 The demo workspace needs its index: run `make demo` first.
 """
@@ -53,6 +67,8 @@ ASK_REQUESTS = 8
 GEN_TOKENS = 64
 GEN_PROMPTS = 8
 ROUNDS = 2
+EVAL_QUESTIONS = 16
+PARTS = ("ask", "generate", "evaluate", "api")
 
 WARMUP = [
     "How do I start a new Django project?",
@@ -312,94 +328,250 @@ def api_throughput(
     return {"search": searches, "ask": answers}
 
 
-# -- 3. generation tokens/s, bf16 vs fp32 -------------------------------------------------------
+# -- 3. generation: base vs champion, the bandwidth limit -------------------------------------
 
 
-def base_model_folder(params: Params) -> Path:
-    from ragtune.adapters.models import resolve_base
+def memory_bandwidth(mib: int = 512, rounds: int = 5) -> dict[str, Any]:
+    """Best of `rounds` copies of a `mib` MiB float32 buffer (read + write bytes / s), and
+    of sums over it (read only): what decoding one token does with the weights."""
+    import torch
 
-    workspace = params.workspace.path / "models" / "base"
-    cache = workspace if workspace.is_dir() else ROOT / "bench" / "results" / "models"
-    return resolve_base(BASE, cache)
+    src = torch.ones(mib * 2**20 // 4)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # first touch: page faults, not bandwidth
+    copy, read = [], []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        dst.copy_(src)
+        copy.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        src.sum()
+        read.append(time.perf_counter() - started)
+    size = src.numel() * src.element_size()
+    return {
+        "buffer_mib": mib,
+        "copy_gb_per_s": round(2 * size / min(copy) / 1e9, 2),
+        "read_gb_per_s": round(size / min(read) / 1e9, 2),
+    }
+
+
+def projections(model: Any) -> list[Any]:
+    """The model's linear layers, plain or prepacked, the output projection included."""
+    return [m for m in model.modules() if hasattr(m, "in_features") and hasattr(m, "out_features")]
+
+
+def weight_bytes(model: Any) -> int:
+    """Bytes of the weights one decoded token reads: every linear layer's (the output
+    projection included; the embedding lookup reads one row)."""
+    dtype = next(model.parameters()).dtype
+    size = dtype.itemsize
+    return sum(m.in_features * m.out_features * size for m in projections(model))
+
+
+def step_parts(generator: Any, prompt_tokens: int = 40, rounds: int = 10) -> dict[str, Any]:
+    """Where a batch-1 decode step's time goes: every linear layer once on one vector
+    (the bandwidth-bound core: each weight read once), and one forward pass of the model
+    with a KV cache (adds attention, norms, rotary, Python), best of `rounds`."""
+    import torch
+    from transformers import DynamicCache
+
+    model = generator.model
+    dtype = next(model.parameters()).dtype
+    linears = projections(model)
+    vectors = {m.in_features: torch.randn(1, m.in_features, dtype=dtype) for m in linears}
+    ids = torch.randint(100, 1000, (1, prompt_tokens), device=generator.device)
+    precision = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.float32)
+    alone, forward = [], []
+    with torch.no_grad(), precision:
+        cache = DynamicCache()
+        token = model(input_ids=ids, past_key_values=cache, use_cache=True).logits[:, -1:]
+        token = token.argmax(-1)
+        for _ in range(rounds):
+            started = time.perf_counter()
+            for m in linears:
+                m(vectors[m.in_features])
+            alone.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            out = model(input_ids=token, past_key_values=cache, use_cache=True)
+            token = out.logits[:, -1:].argmax(-1)
+            forward.append(time.perf_counter() - started)
+    size = weight_bytes(model)
+    return {
+        "linears_ms": round(1000 * min(alone), 2),
+        "linears_gb_per_s": round(size / min(alone) / 1e9, 2),
+        "forward_ms": round(1000 * min(forward), 2),
+    }
+
+
+def decoding(generator: Any, chats: list[Any], max_new_tokens: int, batch: int) -> dict[str, Any]:
+    done = generator.generate_timed(chats, max_new_tokens, batch)
+    decoded = sum(done.new_tokens) - len(chats)  # each row's first token ends its prefill
+    return {
+        "tokens": sum(done.new_tokens),
+        "decode_s": round(done.decode_s, 3),
+        "decode_steps": done.decode_steps,
+        "tokens_per_s": round(decoded / done.decode_s, 1) if done.decode_s else None,
+        "ms_per_step": round(1000 * done.decode_s / done.decode_steps, 2)
+        if done.decode_steps
+        else None,
+        "load_avg_1m": round(os.getloadavg()[0], 2),  # > ~2 on 2 cores: something else ran
+    }
+
+
+def prefill(generator: Any, chats: list[Any]) -> dict[str, Any]:
+    """The prompts' forward pass, one at a time: prompt tokens / s (compute-bound)."""
+    done = generator.generate_timed(chats, 1, 1)
+    return {
+        "prompts": len(chats),
+        "prompt_tokens_mean": round(statistics.mean(done.prompt_tokens), 1),
+        "tokens_per_s": round(sum(done.prompt_tokens) / done.prefill_s, 1),
+    }
+
+
+def before(params: Params, generator: Any) -> Any:
+    """The same model as loaded before bf16-held weights: float32 under bf16 autocast."""
+    from dataclasses import replace
+
+    from ragtune.adapters.models import load_model
+    from ragtune.stages.train import base_folder
+
+    model = load_model(base_folder(params), generator.device, generator.adapter)
+    return replace(generator, name=f"{generator.name} (float32 + autocast)", model=model)
 
 
 def generation_speed(
-    params: Params,
+    generators: dict[str, Any],
+    chats: list[Any],
+    long_chats: list[Any],
     max_new_tokens: int,
     rounds: int,
-    prompts: int = GEN_PROMPTS,
     sizes: tuple[int, ...] = (1, 8),
 ) -> dict[str, Any]:
+    """Decode tokens/s of each generator at each batch size (alternating order, best of
+    `rounds`), prefill tokens/s on long prompts, and the bandwidth limit of decoding."""
     import torch
 
-    from ragtune.adapters.models import (
-        generate,
-        load_model,
-        load_tokenizer,
-        pick_device,
-        token_ids,
-        use_bf16,
-    )
-    from ragtune.core.prompts import messages
-
-    device = pick_device(params.train.device)
-    folder = base_model_folder(params)
-    tokenizer = load_tokenizer(folder)
-    model = load_model(folder, device)
-    stops = eos_ids(model, tokenizer)
-    system = params.build_dataset.system_prompt
-    chats = [messages(system, q) for q in QUESTIONS[:prompts]]
-    prompt_tokens = [
-        len(token_ids(tokenizer.apply_chat_template(c, add_generation_prompt=True))) for c in chats
-    ]
-
-    def one(batch: int, bf16: bool) -> dict[str, Any]:
-        with counting(model, stops) as rows:
-            start = time.perf_counter()
-            generate(model, tokenizer, chats, max_new_tokens, batch, device, bf16)
-            seconds = time.perf_counter() - start
-        return {
-            "tokens": sum(rows),
-            "seconds": round(seconds, 3),
-            "tokens_per_s": round(sum(rows) / seconds, 1),
-            "load_avg_1m": round(os.getloadavg()[0], 2),  # > ~2 on 2 cores: something else ran
-        }
-
-    for bf16 in (False, True):  # warm-up: first-call overheads, not measured
-        generate(model, tokenizer, chats[:2], 4, 2, device, bf16)
+    first = next(iter(generators.values()))
+    for generator in generators.values():  # warm-up: first-call overheads, not measured
+        generator.generate_timed(chats[:2], 4, 2)
+    bandwidth = memory_bandwidth()
     out: dict[str, Any] = {
-        "model": f"{BASE} ({folder.name})",
-        "device": device,
-        "native_bf16": use_bf16("auto", device),
+        "device": first.device,
         "threads": torch.get_num_threads(),
         "prompts": len(chats),
-        "prompt_tokens_mean": round(statistics.mean(prompt_tokens), 1),
         "max_new_tokens": max_new_tokens,
         "rounds": rounds,
+        "bandwidth": bandwidth,
+        "models": {},
+    }
+    seen: dict[str, dict[int, list[dict[str, Any]]]] = {
+        n: {b: [] for b in sizes} for n in generators
     }
     for batch in sizes:
-        seen: dict[str, list[dict[str, Any]]] = {"fp32": [], "bf16": []}
         for round_ in range(rounds):
-            order = ("fp32", "bf16") if round_ % 2 == 0 else ("bf16", "fp32")
-            for name in order:
-                result = one(batch, name == "bf16")
-                seen[name].append(result)
+            names = list(generators) if round_ % 2 == 0 else list(reversed(generators))
+            for name in names:
+                result = decoding(generators[name], chats, max_new_tokens, batch)
+                seen[name][batch].append(result)
                 print(
-                    f"  generate batch {batch} round {round_ + 1} {name}: {result['tokens']} "
-                    f"tokens in {result['seconds']:.2f}s ({result['tokens_per_s']:.1f} tok/s) "
+                    f"  decode batch {batch} round {round_ + 1} {name}: {result['tokens']} tokens,"
+                    f" {result['tokens_per_s']} tok/s, {result['ms_per_step']} ms/step, "
                     f"load {result['load_avg_1m']:.1f}",
                     flush=True,
                 )
-        best = {name: max(r, key=lambda o: o["tokens_per_s"]) for name, r in seen.items()}
-        out[f"batch_{batch}"] = {
-            "fp32_tokens_per_s": best["fp32"]["tokens_per_s"],
-            "bf16_tokens_per_s": best["bf16"]["tokens_per_s"],
-            "ratio_bf16_fp32": round(
-                best["bf16"]["tokens_per_s"] / best["fp32"]["tokens_per_s"], 3
-            ),
-            "rounds": seen,
+    for name, generator in generators.items():
+        size = weight_bytes(generator.model)
+        limit = bandwidth["copy_gb_per_s"] * 1e9 / size
+        figures: dict[str, Any] = {
+            "weights_dtype": str(next(generator.model.parameters()).dtype).removeprefix("torch."),
+            "weight_mb": round(size / 1e6, 1),
+            "decode_limit_tokens_per_s": round(limit, 1),
+            "prefill": prefill(generator, long_chats),
+            "batch_1_step": step_parts(generator),
         }
+        for batch in sizes:
+            best = max(seen[name][batch], key=lambda r: r["tokens_per_s"] or 0)
+            figures[f"batch_{batch}"] = best | {"rounds": seen[name][batch]}
+        figures["batch_1_of_limit"] = round(figures["batch_1"]["tokens_per_s"] / limit, 3)
+        out["models"][name] = figures
+    if "champion" in out["models"]:
+        for batch in sizes:
+            key = f"batch_{batch}"
+            base = out["models"]["base"][key]["ms_per_step"]
+            out[f"champion_ms_per_step_over_base_{key}"] = round(
+                out["models"]["champion"][key]["ms_per_step"] / base, 3
+            )
     return out
+
+
+# -- 4. evaluation throughput: the per-question loop vs batches -------------------------------
+
+
+def per_question(answerer: Any, generator: Any, questions: list[str], sources: bool) -> float:
+    """`ragtune evaluate`'s loop before batching: retrieve, prompt, generate, score, one
+    question at a time."""
+    from ragtune.core.metrics import token_f1
+    from ragtune.core.prompts import chat
+
+    params = answerer.params
+    started = time.perf_counter()
+    for question in questions:
+        hits = answerer.retrieve(question, None, None) if sources else []
+        raw = generator.generate(
+            [chat(question, hits, params.build_dataset)], params.evaluate.max_new_tokens, 1
+        )[0]
+        token_f1(raw, question)
+    return time.perf_counter() - started
+
+
+def batched(answerer: Any, generator: Any, questions: list[str], sources: bool) -> float:
+    """Retrieve and prompt every question, then generate them in length-sorted batches."""
+    from ragtune.core.metrics import token_f1
+    from ragtune.core.prompts import chat
+
+    params = answerer.params
+    started = time.perf_counter()
+    prompts = [
+        chat(q, answerer.retrieve(q, None, None) if sources else [], params.build_dataset)
+        for q in questions
+    ]
+    for raw, question in zip(
+        generator.generate(prompts, params.evaluate.max_new_tokens), questions, strict=True
+    ):
+        token_f1(raw, question)
+    return time.perf_counter() - started
+
+
+def evaluation_throughput(
+    answerer: Any, now: dict[str, Any], then: dict[str, Any], questions: list[str]
+) -> dict[str, Any]:
+    """Questions/s over base, rag, finetuned and finetuned_rag: the per-question loop on
+    the models as loaded before (float32 + autocast) vs batches on bf16-held weights."""
+    plans = [("base", "base", False), ("rag", "base", True)]
+    if "champion" in now:
+        plans += [("finetuned", "champion", False), ("finetuned_rag", "champion", True)]
+    loop_s, batch_s = {}, {}
+    for label, model, sources in plans:
+        loop_s[label] = per_question(answerer, then[model], questions, sources)
+        batch_s[label] = batched(answerer, now[model], questions, sources)
+        print(
+            f"  evaluate {label}: per-question loop {loop_s[label]:.1f}s, "
+            f"batched {batch_s[label]:.1f}s",
+            flush=True,
+        )
+    asked = len(questions) * len(plans)
+    loop, batch = sum(loop_s.values()), sum(batch_s.values())
+    return {
+        "questions": len(questions),
+        "configurations": [p[0] for p in plans],
+        "batch_size": now["base"].batch_size,
+        "max_new_tokens": answerer.params.evaluate.max_new_tokens,
+        "per_question_loop_s": {k: round(v, 2) for k, v in loop_s.items()},
+        "batched_s": {k: round(v, 2) for k, v in batch_s.items()},
+        "per_question_loop_questions_per_s": round(asked / loop, 3),
+        "batched_questions_per_s": round(asked / batch, 3),
+        "speedup": round(loop / batch, 2),
+    }
 
 
 # -- the benchmark ------------------------------------------------------------------------------
@@ -410,11 +582,12 @@ def run(
     seconds: float = SECONDS,
     params_path: Path | None = None,
     quick: bool = False,
+    parts: tuple[str, ...] = PARTS,
 ) -> dict[str, Any]:
-    """All three parts; raises MissingWorkspace when the demo index is not built."""
+    """The parts asked for; raises MissingWorkspace when the demo index is not built."""
     import torch
 
-    from ragtune.answer import Answerer
+    from ragtune.answer import Answerer, load_generator
 
     params_file = params_path or ROOT / "params.yaml"
     params = open_params(params_file, 8 if quick else None)
@@ -426,6 +599,7 @@ def run(
     asks = 2 if quick else ASK_REQUESTS
     gen_tokens, rounds = (8, 1) if quick else (GEN_TOKENS, ROUNDS)
     prompts, sizes = (2, (1, 2)) if quick else (GEN_PROMPTS, (1, 8))
+    evaluated = QUESTIONS[: 2 if quick else EVAL_QUESTIONS]
 
     tracing = getattr(params.tracking, "trace_answers", False)
     loading = time.perf_counter()
@@ -437,10 +611,12 @@ def run(
         f"settings: params={params_file} model={generator.name} version={generator.version} "
         f"device={generator.device} bf16={generator.bf16} threads={torch.get_num_threads()} "
         f"chunks={chunks} evaluate.max_new_tokens={params.evaluate.max_new_tokens} "
-        f"k={k or params.search.k} trace_answers={tracing} "
+        f"evaluate.batch_size={generator.batch_size} k={k or params.search.k} "
+        f"trace_answers={tracing} parts={','.join(parts)} "
         f"questions={questions} warmup={len(warmup)} api_seconds={seconds} clients={CLIENTS} "
         f"api_asks={asks} generate: {prompts} prompts x {gen_tokens} tokens, "
-        f"rounds={rounds}{' (QUICK: a check of the script, not a measurement)' if quick else ''}",
+        f"rounds={rounds}, evaluate: {len(evaluated)} questions"
+        f"{' (QUICK: a check of the script, not a measurement)' if quick else ''}",
         flush=True,
     )
     result: dict[str, Any] = {
@@ -454,52 +630,110 @@ def run(
         "k": k or params.search.k,
         "trace_answers": tracing,  # each ask traced to MLflow (the default): in the timings
         "answerer_load_s": round(load_s, 2),
+        "load_avg_1m_start": round(os.getloadavg()[0], 2),
     }
     phase = time.perf_counter()
-    print("  ask latency ...", flush=True)
-    result["ask"] = ask_latency(answerer, asked, warmup, k)
-    print(
-        f"  ({time.perf_counter() - phase:.0f}s) generation tokens/s, bf16 vs fp32 ...", flush=True
-    )
-    phase = time.perf_counter()
-    result["generate"] = generation_speed(params, gen_tokens, rounds, prompts, sizes)
-    print(f"  ({time.perf_counter() - phase:.0f}s) API throughput ...", flush=True)
-    result["api"] = api_throughput(params, answerer, seconds, asks, k=k)
-    generate_p50 = result["ask"]["generate_ms"]["p50"]
-    if generate_p50:  # what one /ask at a time allows: the lock serializes generation
-        result["api"]["ask"]["expected_requests_per_s"] = round(
-            1000 / (generate_p50 + result["ask"]["retrieve_ms"]["p50"]), 2
+    if "ask" in parts:
+        print("  ask latency ...", flush=True)
+        result["ask"] = ask_latency(answerer, asked, warmup, k)
+    now = {"base": load_generator(params, "base")}
+    if generator.adapter is not None:
+        now["champion"] = generator
+    if "generate" in parts or "evaluate" in parts:
+        then = {name: before(params, g) for name, g in now.items()}
+    if "generate" in parts:
+        print(
+            f"  ({time.perf_counter() - phase:.0f}s) generation: base vs champion ...", flush=True
         )
+        phase = time.perf_counter()
+        short = [answerer.prompt(q, []) for q in QUESTIONS[:prompts]]
+        long = [answerer.prompt(q, answerer.retrieve(q, k, None)) for q in QUESTIONS[:prompts]]
+        models = now | {"base_before": then["base"]}
+        result["generate"] = generation_speed(models, short, long, gen_tokens, rounds, sizes)
+    if "evaluate" in parts:
+        print(f"  ({time.perf_counter() - phase:.0f}s) evaluation throughput ...", flush=True)
+        phase = time.perf_counter()
+        result["evaluate"] = evaluation_throughput(answerer, now, then, evaluated)
+    if "api" in parts:
+        print(f"  ({time.perf_counter() - phase:.0f}s) API throughput ...", flush=True)
+        result["api"] = api_throughput(params, answerer, seconds, asks, k=k)
+        if "ask" in result and result["ask"]["generate_ms"]["p50"]:
+            # what one /ask at a time allows: the lock serializes generation
+            result["api"]["ask"]["expected_requests_per_s"] = round(
+                1000 / (result["ask"]["generate_ms"]["p50"] + result["ask"]["retrieve_ms"]["p50"]),
+                2,
+            )
     result["load_avg_1m"] = round(os.getloadavg()[0], 2)
     return result
 
 
 def summary(figures: dict[str, Any]) -> str:
-    ask, api, gen = figures["ask"], figures["api"], figures["generate"]
     lines = [
         f"model {figures['model']['name']} ({figures['model']['version'] or 'no version'}) on "
         f"{figures['device']}, bf16={figures['bf16']}, {figures['threads']} threads, "
-        f"max_new_tokens={figures['max_new_tokens']}",
-        f"ask ({ask['questions']} questions): total p50 {ask['total_ms']['p50']:.0f} ms / p95 "
-        f"{ask['total_ms']['p95']:.0f} ms; retrieve p50 {ask['retrieve_ms']['p50']:.0f} / p95 "
-        f"{ask['retrieve_ms']['p95']:.0f} ms; generate p50 {ask['generate_ms']['p50']:.0f} / "
-        f"p95 {ask['generate_ms']['p95']:.0f} ms; {ask['mean_generated_tokens']} tokens "
-        f"generated on average ({ask['generated_tokens_per_s']} tok/s)",
-        f"api POST /search, {api['search']['clients']} clients, {api['search']['seconds']}s: "
-        f"{api['search']['requests_per_s']} req/s, p50 {api['search']['latency_ms']['p50']:.0f} "
-        f"ms / p95 {api['search']['latency_ms']['p95']:.0f} ms ({api['search']['errors']} errors)",
-        f"api POST /ask, {api['ask']['requests']} requests, {api['ask']['clients']} clients: "
-        f"{api['ask']['requests_per_s']} req/s (one at a time: ~"
-        f"{api['ask'].get('expected_requests_per_s')} req/s expected from ask latency), p50 "
-        f"{api['ask']['latency_ms']['p50']:.0f} ms ({api['ask']['errors']} errors)",
+        f"max_new_tokens={figures['max_new_tokens']}, load {figures['load_avg_1m_start']} at "
+        f"the start, {figures['load_avg_1m']} at the end (1-min load average)",
     ]
-    for key in (k for k in gen if k.startswith("batch_")):
-        b = gen[key]
+    if "ask" in figures:
+        ask = figures["ask"]
         lines.append(
-            f"generate {key.replace('_', ' ')}: bf16 {b['bf16_tokens_per_s']} tok/s vs fp32 "
-            f"{b['fp32_tokens_per_s']} tok/s (ratio {b['ratio_bf16_fp32']:.2f}; native bf16: "
-            f"{gen['native_bf16']})"
+            f"ask ({ask['questions']} questions): total p50 {ask['total_ms']['p50']:.0f} ms / "
+            f"p95 {ask['total_ms']['p95']:.0f} ms; retrieve p50 {ask['retrieve_ms']['p50']:.0f}"
+            f" / p95 {ask['retrieve_ms']['p95']:.0f} ms; generate p50 "
+            f"{ask['generate_ms']['p50']:.0f} / p95 {ask['generate_ms']['p95']:.0f} ms; "
+            f"{ask['mean_generated_tokens']} tokens generated on average "
+            f"({ask['generated_tokens_per_s']} tok/s)"
         )
+    if "generate" in figures:
+        gen = figures["generate"]
+        bw = gen["bandwidth"]
+        lines.append(
+            f"memory bandwidth: copy {bw['copy_gb_per_s']} GB/s, read {bw['read_gb_per_s']} GB/s"
+            f" ({bw['buffer_mib']} MiB buffer)"
+        )
+        for name, m in gen["models"].items():
+            lines.append(
+                f"generate {name} ({m['weights_dtype']}, {m['weight_mb']} MB): decode batch 1 "
+                f"{m['batch_1']['tokens_per_s']} tok/s ({m['batch_1']['ms_per_step']} ms/step) ="
+                f" {m['batch_1_of_limit']:.2f} of the bandwidth limit "
+                f"{m['decode_limit_tokens_per_s']} tok/s; "
+                + "; ".join(
+                    f"batch {k.removeprefix('batch_')} {v['tokens_per_s']} tok/s "
+                    f"({v['ms_per_step']} ms/step)"
+                    for k, v in m.items()
+                    if k.startswith("batch_") and k != "batch_1" and k[6:].isdigit()
+                )
+                + f"; prefill {m['prefill']['tokens_per_s']} tok/s "
+                f"({m['prefill']['prompt_tokens_mean']}-token prompts)"
+            )
+            parts = m["batch_1_step"]
+            lines.append(
+                f"  batch-1 step of {name}: linear layers alone {parts['linears_ms']} ms "
+                f"({parts['linears_gb_per_s']} GB/s), model forward {parts['forward_ms']} ms, "
+                f"generate {m['batch_1']['ms_per_step']} ms"
+            )
+        for key in (k for k in gen if k.startswith("champion_ms_per_step_over_base")):
+            lines.append(f"champion ÷ base, time per decode step, {key[31:]}: {gen[key]}")
+    if "evaluate" in figures:
+        ev = figures["evaluate"]
+        lines.append(
+            f"evaluate {ev['questions']} questions x {len(ev['configurations'])} configurations "
+            f"({', '.join(ev['configurations'])}): per-question loop (float32 + autocast) "
+            f"{ev['per_question_loop_questions_per_s']} q/s vs batched (bf16, batch "
+            f"{ev['batch_size']}) {ev['batched_questions_per_s']} q/s: {ev['speedup']}x"
+        )
+    if "api" in figures:
+        api = figures["api"]
+        lines += [
+            f"api POST /search, {api['search']['clients']} clients, {api['search']['seconds']}s:"
+            f" {api['search']['requests_per_s']} req/s, p50 "
+            f"{api['search']['latency_ms']['p50']:.0f} ms / p95 "
+            f"{api['search']['latency_ms']['p95']:.0f} ms ({api['search']['errors']} errors)",
+            f"api POST /ask, {api['ask']['requests']} requests, {api['ask']['clients']} clients: "
+            f"{api['ask']['requests_per_s']} req/s (one at a time: ~"
+            f"{api['ask'].get('expected_requests_per_s')} req/s expected from ask latency), p50 "
+            f"{api['ask']['latency_ms']['p50']:.0f} ms ({api['ask']['errors']} errors)",
+        ]
     return "\n".join(lines)
 
 
@@ -509,14 +743,24 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=SECONDS, help="of /search load")
     parser.add_argument("--params", type=Path, default=None, help="default: params.yaml")
     parser.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help=f"comma-separated parts to run, of {','.join(PARTS)} (default: all)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
-        help="checks the script: 2 asks (k=1, 8 tokens), 3s of load, 2 prompts x 8 tokens",
+        help="checks the script: 2 asks (k=1, 8 tokens), 3s of load, 2 prompts x 8 tokens, "
+        "2 evaluation questions",
     )
     cli = parser.parse_args()
+    chosen = tuple(p.strip() for p in cli.only.split(",") if p.strip())
+    unknown = sorted(set(chosen) - set(PARTS))
+    if unknown or not chosen:
+        parser.error(f"--only {cli.only!r}: choose among {','.join(PARTS)}")
     started = time.perf_counter()
     try:
-        figures = run(cli.questions, cli.seconds, cli.params, cli.quick)
+        figures = run(cli.questions, cli.seconds, cli.params, cli.quick, chosen)
     except MissingWorkspace as exc:
         print(f"bench/answer.py: {exc}", file=sys.stderr)
         sys.exit(2)

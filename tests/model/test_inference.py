@@ -1,6 +1,7 @@
 """Inference: batched greedy generation answers as one-by-one generation does, in the order
-asked; inference weights are held in bf16 after merging the adapter in float32, and a
-bf16-held model generates without autocast; training loads stay float32.
+asked; inference weights are held in bf16 after merging the adapter in float32 (on CPU,
+prepacked for oneDNN, computing exactly what plain bf16 weights do), and a bf16-held model
+generates without autocast; training loads stay float32.
 
 Why the merged champion was slower than the base model (2.45 s vs 1.59 s for 30 tokens):
 both held float32 weights under bf16 autocast, and autocast caches its bf16 copy of a
@@ -96,6 +97,15 @@ def test_generator_batches_in_the_order_asked(spread_base: Path) -> None:
     assert generator.generate(list(reversed(asked)), 5, batch_size=2) == alone[::-1]
 
 
+def weights(model: Any) -> dict[str, torch.Tensor]:
+    """Every weight by name, a prepacked linear's unpacked to its plain layout."""
+    found = dict(model.state_dict())
+    for name, module in model.named_modules():
+        if hasattr(module, "packed"):
+            found[f"{name}.weight"] = module.packed.to_dense()
+    return found
+
+
 def test_bf16_inference_merges_in_float32_then_holds_bf16(spread_base: Path, adapter: Path) -> None:
     merged = load_model(spread_base, adapter=adapter)  # float32: what training and loss use
     held = load_model(spread_base, adapter=adapter, bf16=True)
@@ -104,15 +114,29 @@ def test_bf16_inference_merges_in_float32_then_holds_bf16(spread_base: Path, ada
     assert {p.dtype for p in merged.parameters()} == {torch.float32}
     assert {p.dtype for p in held.parameters()} == {torch.bfloat16}
     assert all(p.is_contiguous() for p in held.parameters())
-    held_weights, merged_weights = held.state_dict(), merged.state_dict()
+    linears = [m for m in merged.modules() if isinstance(m, torch.nn.Linear)]
+    packed = [m for m in held.modules() if hasattr(m, "packed")]
+    assert linears and len(packed) == len(linears)  # every projection, lm_head included
+    assert not any(isinstance(m, torch.nn.Linear) for m in held.modules())
+    assert all(m.packed.dtype == torch.bfloat16 for m in packed)
+    held_weights, merged_weights = weights(held), merged.state_dict()
     assert held_weights.keys() == merged_weights.keys()
-    changed = [
-        n for n in merged_weights if not torch.equal(merged_weights[n], base.state_dict()[n])
-    ]
+    base_weights = base.state_dict()
+    changed = [n for n in merged_weights if not torch.equal(merged_weights[n], base_weights[n])]
     assert changed and all("proj" in n for n in changed)  # the adapter was merged
     for name, weight in merged_weights.items():  # one rounding, of the float32 merge
         assert torch.equal(held_weights[name], weight.to(torch.bfloat16)), name
-    assert held.get_output_embeddings().weight is held.get_input_embeddings().weight  # tied
+
+
+def test_packed_weights_compute_what_plain_bf16_weights_do(spread_base: Path) -> None:
+    packed = load_model(spread_base, bf16=True)
+    plain = load_model(spread_base).to(torch.bfloat16)
+    ids = torch.randint(0, 1000, (2, 12), generator=torch.Generator().manual_seed(SEED))
+    with torch.no_grad():
+        assert torch.equal(packed(input_ids=ids).logits, plain(input_ids=ids).logits)
+    tokenizer = load_tokenizer(spread_base)
+    asked = chats(QUESTIONS[:3])
+    assert generate(packed, tokenizer, asked, 5, 2) == generate(plain, tokenizer, asked, 5, 2)
 
 
 def autocast_seen(model: Any) -> list[bool]:
