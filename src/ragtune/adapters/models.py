@@ -602,3 +602,40 @@ def save_adapter(model: Any, folder: Path) -> Path:
     model.save_pretrained(folder)
     return folder
 
+
+def example_losses(
+    model: Any, tokenizer: Any, examples: Sequence[Example], config: TrainConfig, device: str
+) -> list[float | None]:
+    """Each example's mean negative log-likelihood per answer token (teacher-forced), in
+    order: the per-question answer loss a paired bootstrap compares. None for an example
+    whose answer was cut off entirely by `config.max_seq_len` (nothing to score)."""
+    import torch
+
+    encoded = [encode(tokenizer, e, config.max_seq_len) for e in examples]
+    bf16 = use_bf16(config.precision, device)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
+    losses: list[float | None] = [None] * len(encoded)
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    capped = getattr(causal.config, "final_logit_softcapping", None) is not None
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), config.batch_size):
+            rows = order[start : start + config.batch_size]
+            batch = collate([encoded[i] for i in rows], tokenizer.pad_token_id, device)
+            targets = batch["labels"][:, 1:]
+            keep = targets != IGNORE
+            inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+            with autocast(device, bf16):  # as answer_nll: project answer positions only
+                if capped:
+                    logits = causal(**inputs).logits[:, :-1][keep]
+                else:
+                    hidden = causal.get_decoder()(**inputs).last_hidden_state
+                    logits = causal.get_output_embeddings()(hidden[:, :-1][keep])
+            nll = torch.nn.functional.cross_entropy(logits.float(), targets[keep], reduction="none")
+            row_of = keep.nonzero()[:, 0]
+            summed = torch.zeros(len(rows), device=nll.device).index_add_(0, row_of, nll)
+            counts = keep.sum(dim=1)
+            for slot, i in enumerate(rows):
+                if int(counts[slot]):
+                    losses[i] = float(summed[slot]) / int(counts[slot])
+    return losses
