@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def summarise(
         **about,
         "bootstrap": {"resamples": resamples, "seed": seed, "confidence": 0.95},
         "latency": {
-            "questions": min(config.latency_questions, len(questions.tests)),
+            "questions": max((len(w) for w in waits.values()), default=0),
             "measured": "p50 of questions answered one at a time, retrieval included, as ask",
         },
         "per_question": per_question(questions, results),
@@ -132,18 +133,19 @@ def cell(value: dict[str, Any] | None) -> str:
     """`0.412 [0.351, 0.470]`, or `—` where the metric does not apply."""
     if not value or value.get("mean") is None:
         return "—"
+    digits = 1 if abs(value["mean"]) >= 10 else 3  # token counts and milliseconds
     if not value.get("ci95"):
-        return f"{value['mean']:g}"
+        return f"{value['mean']:.{digits}f}"
     low, high = value["ci95"]
-    return f"{value['mean']:.3f} [{low:.3f}, {high:.3f}]"
+    return f"{value['mean']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def notes(report: dict[str, Any]) -> list[str]:
     lines = [
         f"{report['questions']} test questions"
         + (
-            f" (the first {report['questions']} of {report['test_split']}: capped at "
-            f"{MAX_EVALUATION_QUESTIONS} or evaluate.max_questions)"
+            f" (the first {report['questions']} of {report['test_split']}: "
+            f"evaluate.max_questions, default and maximum {MAX_EVALUATION_QUESTIONS})"
             if report["capped"]
             else ""
         )
@@ -242,7 +244,7 @@ def chart(report: dict[str, Any], path: Path) -> Path:
     width = 0.8 / len(shown)
     for k, metric in enumerate(shown):
         values = [report["configurations"][n][metric] for n in names]
-        means = [v["mean"] or 0.0 for v in values]
+        means = [float("nan") if v["mean"] is None else v["mean"] for v in values]
         errors = [
             [m - v["ci95"][0] if v["ci95"] else 0.0 for m, v in zip(means, values, strict=True)],
             [v["ci95"][1] - m if v["ci95"] else 0.0 for m, v in zip(means, values, strict=True)],
@@ -251,7 +253,8 @@ def chart(report: dict[str, Any], path: Path) -> Path:
         axis.bar(offsets, means, width, yerr=errors, capsize=3, label=metric)
     axis.set_xticks(range(len(names)), names)
     axis.set_ylim(0, 1)
-    axis.set_title(f"ragtune evaluate: {report['verdict']['statement']}"[:110], fontsize=9)
+    title = textwrap.fill(f"ragtune evaluate: {report['verdict']['statement']}", 100)
+    axis.set_title(title, fontsize=9)
     axis.set_ylabel("mean, 95% CI")
     axis.legend(fontsize=8)
     figure.tight_layout()
