@@ -636,10 +636,10 @@ def run(
     if "ask" in parts:
         print("  ask latency ...", flush=True)
         result["ask"] = ask_latency(answerer, asked, warmup, k)
-    now = {"base": load_generator(params, "base")}
-    if generator.adapter is not None:
-        now["champion"] = generator
     if "generate" in parts or "evaluate" in parts:
+        now = {"base": load_generator(params, "base")}
+        if generator.adapter is not None:
+            now["champion"] = generator
         then = {name: before(params, g) for name, g in now.items()}
     if "generate" in parts:
         print(
