@@ -159,3 +159,19 @@ def test_bf16_held_model_generates_without_autocast(spread_base: Path, adapter: 
     seen = autocast_seen(float32)
     generate_timed(float32, tokenizer, chats(QUESTIONS[:1]), 2, 1, "cpu", bf16=True)
     assert seen and all(seen)
+
+
+def test_the_starting_adapter_depends_on_train_seed_only(tiny_base: Path) -> None:
+    """Whatever drew random numbers before, `add_lora` starts from `train.seed`."""
+
+    def initial_lora(draws_before: int, seed: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(1234)
+        torch.rand(draws_before)  # earlier work in the same process
+        model = add_lora(load_model(tiny_base), LORA.model_copy(update={"seed": seed}))
+        return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_A" in n}
+
+    first, later = initial_lora(0, 7), initial_lora(1000, 7)
+    assert first, "the tiny model has LoRA matrices"
+    assert all(torch.equal(first[n], later[n]) for n in first)
+    other = initial_lora(0, 8)
+    assert not all(torch.equal(first[n], other[n]) for n in first)

@@ -323,6 +323,7 @@ def add_lora(model: Any, config: TrainConfig, init_adapter: Path | None = None) 
 
     if init_adapter is not None:
         return PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
+    seed_everything(config.seed)  # the LoRA matrices start from train.seed, not from chance
     lora = LoraConfig(
         r=config.lora_rank,
         lora_alpha=config.lora_alpha,

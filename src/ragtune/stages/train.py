@@ -21,7 +21,6 @@ from ragtune.adapters.models import (
     pick_device,
     resolve_base,
     save_adapter,
-    seed_everything,
     train_lora,
 )
 from ragtune.config import Params
@@ -41,7 +40,6 @@ def train(ctx: StageContext) -> None:
     examples, held_out = load_examples("train"), load_examples("validation")
     with tempfile.TemporaryDirectory() as scratch:
         init = _champion_adapter(ctx, Path(scratch)) if config.init_from == "champion" else None
-        seed_everything(config.seed)  # the LoRA matrices start from train.seed, not from chance
         model = add_lora(load_model(base, device), config, init)
         ctx.log_params(
             {"train": config.model_dump(), "base_path": str(base), "init_adapter": str(init)}
