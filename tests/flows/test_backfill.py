@@ -10,12 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 
 from ragtune.adapters.index.lance import LanceIndex
 from ragtune.adapters.state import StateStore
@@ -26,14 +24,6 @@ from tests.support import Database, assert_index_matches, create_documents, writ
 ROWS = 60
 WORDS = ["index", "vector", "chunk", "source", "embed", "worker", "cluster", "batch", "query"]
 COMPARED = ["id", "source", "key", "chunk", "text", "content_hash", "chunk_hash", "tenant"]
-
-
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def fill_source(db: Database) -> None:

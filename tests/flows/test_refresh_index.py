@@ -5,11 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from ragtune.adapters.changelog import Changelog
@@ -18,14 +16,6 @@ from ragtune.adapters.sources import SqlSource
 from ragtune.adapters.state import StateStore
 from ragtune.config import load_params
 from tests.support import Database, assert_index_matches, create_documents, write_params
-
-
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def make_workspace(db: Database, tmp_path: Path, rows: int = 12) -> tuple[Path, sa.Table]:
@@ -99,6 +89,7 @@ def test_a_following_run_picks_up_changes_and_leaves_a_freshness_table(
     prefect_server: None, sqlite_db: Database, tmp_path: Path, embedder: Any
 ) -> None:
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
     from flows.refresh_index import refresh_index
 
@@ -122,9 +113,12 @@ def test_a_following_run_picks_up_changes_and_leaves_a_freshness_table(
     assert state.result()["docs"]["upserted_docs"] == 13  # 12 in the first pass, 1 followed
     assert_index_matches(sqlite_db, params, embedder)
 
+    # this run's own artifacts: the server is shared with the other flow tests
+    mine = ArtifactFilter(
+        flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+    )
     with get_client(sync_client=True) as client:
-        artifact = client.read_latest_artifacts(limit=50)
-        keys = {a.key for a in artifact}
+        keys = {a.key for a in client.read_artifacts(artifact_filter=mine)}
     assert "ragtune-freshness" in keys
 
 

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from ragtune.config import load_params
 from ragtune.stages import open_tracker
 from ragtune.training import DELETED_TAG
 from tests.training_support import insert_rows, make_project, qa_rows
-
-
-@pytest.fixture(scope="module")
-def prefect_server() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def test_deployments_carry_the_schedule_and_ui_parameters(tiny_base: Path, tmp_path: Path) -> None:
