@@ -118,6 +118,7 @@ def test_evaluate_gives_intervals_comparisons_a_verdict_and_categories(
     assert report["raft_version"] == "2"
     assert report["champion_version"] in ("1", "2") and report["index_version"]
     assert progress == [(n, 5, name) for n, name in enumerate(report["configurations"], 1)]
+    assert set(report["seconds"]) == {"retrieve"} | CONFIGURATIONS
     assert (report["questions"], report["test_split"], report["capped"]) == (
         test_split,
         test_split,

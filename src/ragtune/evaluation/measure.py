@@ -170,13 +170,21 @@ def evaluate(
     if raft is not None:
         model = champion if champion.version == raft else load_generator(params, version=raft)
         plans.append(("raft", model, True))
+    started = time.perf_counter()
     hits = [answerer.retrieve(row["question"], None, None) for row in rows]  # once for all
+    seconds: dict[str, Any] = {"retrieve": round(time.perf_counter() - started, 2)}
     timed = questions.tests[: params.evaluate.latency_questions]
     results: dict[str, list[Result]] = {}
     waits: dict[str, list[float]] = {}
     for done, (label, generator, with_sources) in enumerate(plans, 1):
+        started = time.perf_counter()
         results[label] = run_configuration(answerer, generator, rows, with_sources, hits)
+        answered = time.perf_counter()
         waits[label] = latencies(answerer, generator, timed, with_sources)
+        seconds[label] = {
+            "batched": round(answered - started, 2),
+            "latency_sample": round(time.perf_counter() - answered, 2),
+        }
         if on_configuration is not None:
             on_configuration(done, len(plans), label)
     return summarise(
@@ -189,5 +197,6 @@ def evaluate(
             "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "champion_version": champion.version,
             "raft_version": raft,
+            "seconds": seconds,  # wall time: retrieval, then per configuration
         },
     )
