@@ -85,6 +85,9 @@ def test_flow_syncs_and_retries_are_configured(
     assert_index_matches(sqlite_db, params, embedder)
 
 
+FOLLOW_S = 3.0  # the late row lands as following starts; a pass takes well under this
+
+
 def test_a_following_run_picks_up_changes_and_leaves_a_freshness_table(
     prefect_server: None, sqlite_db: Database, tmp_path: Path, embedder: Any
 ) -> None:
@@ -96,20 +99,35 @@ def test_a_following_run_picks_up_changes_and_leaves_a_freshness_table(
     path, table = make_workspace(sqlite_db, tmp_path)
     params = load_params(path)
 
-    def insert_later() -> None:
-        time.sleep(2.0)
+    state_store = StateStore(params.workspace.path)
+    inserted, returned = threading.Event(), threading.Event()
+
+    def insert_after_the_first_pass() -> None:
+        """The late row lands once the run's first pass has finished: only following
+        can pick it up."""
+        while not any(r["finished_at"] for r in state_store.last_runs(1000)):
+            if returned.is_set():
+                return
+            time.sleep(0.02)
         with sqlite_db.engine.begin() as c:
             c.execute(
                 table.insert(), [{"id": 99, "title": "Late", "body": "Late row.", "section": "a"}]
             )
+        inserted.set()
 
-    writer = threading.Thread(target=insert_later)
+    writer = threading.Thread(target=insert_after_the_first_pass)
     writer.start()
     started = time.monotonic()
-    state = refresh_index(str(path), follow_s=5.0, return_state=True)
-    writer.join()
+    try:
+        state = refresh_index(str(path), follow_s=FOLLOW_S, return_state=True)
+    finally:
+        returned.set()
+        writer.join()
+    assert inserted.is_set(), "the first pass never finished"
     assert state.is_completed(), state.message
-    assert time.monotonic() - started >= 5.0
+    assert time.monotonic() - started >= FOLLOW_S
+    first_pass = min(state_store.last_runs(1000), key=lambda r: r["id"])
+    assert first_pass["counts"]["upserted_docs"] == 12
     assert state.result()["docs"]["upserted_docs"] == 13  # 12 in the first pass, 1 followed
     assert_index_matches(sqlite_db, params, embedder)
 
