@@ -66,7 +66,7 @@ def score(
     if bf16:  # answers are generated from weights held in bf16, as `ask` does
         del model
         model = load_model(base, device, adapter, bf16=True)
-    asked = tests[: config.max_questions]
+    asked = tests[: config.question_limit]
     scores |= _generated(params, model, tokenizer, asked, device, bf16, "")
     if with_sources:
         scores |= _generated(params, model, tokenizer, with_sources, device, bf16, "rag_")
@@ -127,7 +127,7 @@ def with_retrieved_sources(params: Params, tests: list[Example]) -> list[Example
             return None
         embedder, where = open_embedder(params), SearchFilter(tuple(params.sources))
         found = []
-        for example in tests[: params.evaluate.max_questions]:
+        for example in tests[: params.evaluate.question_limit]:
             question = question_of(example)
             hits = search(index, embedder, question, params.search, where)
             prompt = chat(question, hits, params.build_dataset, answer=answer_of(example))
