@@ -137,6 +137,9 @@ KILL_POINTS = (
     ("advance", "after"),  # acknowledged, the pass not finished
 )
 KILL_BATCH = 16  # sync.batch_size for the kill test: several batches in every pass
+# what a sync process imports, imported once by the forkserver: Great Expectations (the
+# quality gate, seconds to import) besides the modules of forkserver_preload
+PRELOAD = ["tests.integration.forkserver_preload", "great_expectations.expectations"]
 FULL_READ_KILL = ("write", "after", 1)  # the first rows of a full re-read written, no more
 BACKLOG = 40  # changes waiting when a sync process starts: more than two batches
 DURING = 30  # changes made while it runs
@@ -196,7 +199,7 @@ def test_converges_with_the_sync_process_killed(
     seed = workload_seed()
     params, path, workload = prepare(database, tmp_path, capture, seed, batch=KILL_BATCH)
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["tests.integration.forkserver_preload"])
+    context.set_forkserver_preload(PRELOAD)
     rng = random.Random(seed)
     marker = tmp_path / "killed-at"
 
