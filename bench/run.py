@@ -28,6 +28,7 @@ PARTS = (
     "tracking",
     "train",
     "answer",
+    "retrieval",
     "orchestration",
 )
 
@@ -91,6 +92,16 @@ def main() -> None:
             results["answer"] = out = answer.run()
         except answer.MissingWorkspace as exc:  # the demo index is not built: skip, say why
             results["answer"] = out = {"skipped": str(exc)}
+        print(json.dumps(out, indent=2), flush=True)
+    if "retrieval" in parts:
+        import retrieval
+
+        print("retrieval: recall@5/10 and MRR, old fusion vs new, identifiers ...", flush=True)
+        params_file = ROOT / "params.yaml"
+        if (ROOT / ".ragtune" / "index").exists():
+            results["retrieval"] = out = retrieval.run(params_file, False, 0, 50, 200)
+        else:  # the demo index is not built: skip, say why
+            results["retrieval"] = out = {"skipped": "no demo index: run `make demo` first"}
         print(json.dumps(out, indent=2), flush=True)
     if "orchestration" in parts:
         import orchestration
