@@ -87,7 +87,12 @@ def prepare(
     return params, path, workload
 
 
-def final_sync(params: Any, embedder: Any) -> Any:
+def final_sync(params: Any, embedder: Any, batch: int | None = None) -> Any:
+    """One whole pass in this process; `batch` overrides sync.batch_size for it."""
+    if batch is not None:
+        params = params.model_copy(
+            update={"sync": params.sync.model_copy(update={"batch_size": batch})}
+        )
     (one,) = open_syncs(params, embedder=embedder)
     try:
         return one.run()
@@ -137,6 +142,9 @@ KILL_POINTS = (
     ("advance", "after"),  # acknowledged, the pass not finished
 )
 KILL_BATCH = 16  # sync.batch_size for the kill test: several batches in every pass
+# the passes that recover after the kills, in this process: the batch size of the
+# randomized test (each batch costs a quality-gate validation, so fewer is faster)
+RECOVERY_BATCH = 64
 # what a sync process imports, imported once by the forkserver: Great Expectations (the
 # quality gate, seconds to import) besides the modules of forkserver_preload
 PRELOAD = ["tests.integration.forkserver_preload", "great_expectations.expectations"]
@@ -228,7 +236,7 @@ def test_converges_with_the_sync_process_killed(
             assert marker.read_text() == " ".join(map(str, point))
 
     kill(FULL_READ_KILL)  # inside the first pass, which re-reads the whole table
-    final_sync(params, embedder)  # one whole pass: the passes after it consume changes
+    final_sync(params, embedder, RECOVERY_BATCH)  # a whole pass: the next ones consume changes
     # every point, on a pass's first or second batch as the seed has it, in an order the
     # seed decides: kills at chosen points only, so a seed replays the same kills
     schedule: list[tuple[str, str, int] | None] = [
@@ -238,6 +246,6 @@ def test_converges_with_the_sync_process_killed(
     for point in schedule:
         kill(point)
     print(f"SIGKILLs: {[FULL_READ_KILL, *schedule]}, workload {workload.counts}")
-    final_sync(params, embedder)
+    final_sync(params, embedder, RECOVERY_BATCH)
     assert_index_holds_rows(database, params, embedder)
     assert_index_matches(database, params, embedder)
