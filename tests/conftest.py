@@ -78,6 +78,15 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def citing_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model that answers every question with "[1]" (`citing_base`), built once;
+    the API tests only read it."""
+    from tests.integration.api_support import citing_base
+
+    return citing_base(tmp_path_factory.mktemp("citing-base"))
+
+
+@pytest.fixture(scope="session")
 def smol_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The packaged SmolLM2-135M-Instruct, dequantized once per test session."""
     from ragtune.adapters.models import resolve_base

@@ -32,7 +32,6 @@ from ragtune.api_auth import KeyRing
 from ragtune.config import EmbeddingsConfig, Params, load_params
 from ragtune.errors import ConfigError
 from ragtune.workspace import open_index, open_state, open_syncs
-from tests.integration.api_support import citing_base
 from tests.support import create_database, create_documents, drop_database, write_params
 
 TENANT = {1: "a", 2: "a", 3: "a", 4: "b", 5: "b", 6: "b"}  # the other rows: untenanted
@@ -59,9 +58,11 @@ def tenant_of(key: str) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def params(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Params]:
+def params(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Any, citing_model: Path
+) -> Iterator[Params]:
     tmp = tmp_path_factory.mktemp("api")
-    base = citing_base(tmp / "base")
+    base = citing_model  # answers every question with "[1]"
     db = create_database("sqlite", tmp)
     table = create_documents(db)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)

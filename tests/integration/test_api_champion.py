@@ -26,7 +26,6 @@ import pytest
 from ragtune.config import Params, load_params
 from ragtune.stages import open_tracker
 from ragtune.workspace import open_syncs
-from tests.integration.api_support import citing_base
 from tests.support import create_database, create_documents, drop_database, write_params
 
 ROWS = {
@@ -59,7 +58,9 @@ def register_champion(params: Params, scratch: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterator[Workspace]:
+def workspace(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Any, citing_model: Path
+) -> Iterator[Workspace]:
     """A synced workspace with a champion, and default tracking (trace_answers: true)."""
     tmp = tmp_path_factory.mktemp("api-champion")
     db = create_database("sqlite", tmp)
@@ -73,7 +74,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, embedder: Any) -> Iterat
                 for key, (title, body) in ROWS.items()
             ],
         )
-    base = citing_base(tmp / "base")
+    base = citing_model
     path = write_params(
         tmp / "ws",
         db.url,
