@@ -1,8 +1,8 @@
 """Convergence: after a randomized workload with syncs running alongside, and one last
 sync, the index holds exactly the source's rows — no missing, stale or duplicate chunks,
 checked against the rows themselves (`assert_index_holds_rows`). Then the same with the
-sync process SIGKILLed: at chosen points inside a pass (each point once, on the pass's
-first or second batch), and at random moments.
+sync process SIGKILLed at chosen points inside a pass (each point once, on the pass's
+first or second batch).
 
 Each run prints its seed; `RAGTUNE_TEST_SEED=<seed>` replays the same writes and the same
 kill schedule.
