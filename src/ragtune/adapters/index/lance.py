@@ -162,8 +162,16 @@ class LanceIndex:
                     return None
                 self._table = db.open_table(self.config.table)
             except STORE_FAILURES as exc:
+                if self._first_write_in_progress():
+                    return None  # a sync is creating the table: nothing to read yet
                 raise store_error(str(self.path), "open", exc) from exc
         return self._table
+
+    def _first_write_in_progress(self) -> bool:
+        """The table's folder exists but holds no committed version yet (another process
+        is writing its first one); a table with a version that cannot be opened is damage."""
+        versions = self.path / f"{self.config.table}.lance" / "_versions"
+        return not any(versions.glob("*.manifest"))
 
     def _write_lock(self) -> FileLock:
         self.path.mkdir(parents=True, exist_ok=True)
