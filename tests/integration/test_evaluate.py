@@ -15,6 +15,7 @@ from ragtune.answer import Answerer, cite
 from ragtune.config import load_params
 from ragtune.core.dataset import split_of
 from ragtune.evaluation import evaluate, evaluation_rows, save, tables
+from ragtune.stages import open_tracker
 from ragtune.training import run_training
 from ragtune.workspace import open_syncs
 from tests.integration.api_support import citing_base
@@ -95,8 +96,11 @@ def test_evaluate_gives_intervals_comparisons_a_verdict_and_categories(
     assert 0 < stage_report["candidate"]["rag_answer_loss"] < 100  # scored, not NaN
     assert trained.promotion["lineage"]["ragtune.index_version"] == stage_report["index_version"]
     # a second version trained on RAFT examples (question + gold and distractor chunks)
+    # ... kept a challenger (no margin is met), so `raft` is a configuration of its own
     raft = run_training(
-        params_path, {"build_dataset": {"rag_context": "raft"}}, echo=lambda _: None
+        params_path,
+        {"build_dataset": {"rag_context": "raft"}, "promote": {"margin": 1e9}},
+        echo=lambda _: None,
     )
     assert raft.promotion is not None and raft.promotion["version"] == "2"
     assert raft.promotion["lineage"]["ragtune.rag_context"] == "raft"
@@ -116,7 +120,7 @@ def test_evaluate_gives_intervals_comparisons_a_verdict_and_categories(
     assert next(iter(report)) == "verdict"  # first in JSON, as in the terminal and Markdown
     assert set(report["configurations"]) == CONFIGURATIONS
     assert report["raft_version"] == "2"
-    assert report["champion_version"] in ("1", "2") and report["index_version"]
+    assert report["champion_version"] == "1" and report["index_version"]
     assert progress == [(n, 5, name) for n, name in enumerate(report["configurations"], 1)]
     assert set(report["seconds"]) == {"retrieve"} | CONFIGURATIONS
     assert (report["questions"], report["test_split"], report["capped"]) == (
@@ -219,6 +223,13 @@ def test_evaluate_gives_intervals_comparisons_a_verdict_and_categories(
     for shown in tables(report):
         console.print(shown)
     assert console.export_text().startswith(f"Verdict (token_f1): {verdict['statement']}")
+
+    # with the RAFT version as champion, finetuned_rag is that version: no `raft` twin of it
+    open_tracker(params).set_alias("champion", "2")
+    quick = load_params(params_path, overrides={"evaluate": {"latency_questions": 0}})
+    again = evaluate(quick, root)
+    assert (again["champion_version"], again["raft_version"]) == ("2", "2")
+    assert set(again["configurations"]) == CONFIGURATIONS - {"raft"}
 
 
 def test_answers_cite_only_retrieved_chunks(tmp_path: Path, embedder: Any) -> None:
